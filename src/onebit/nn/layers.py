@@ -1,0 +1,219 @@
+"""Quantized drop-in replacements for ``nn.Conv2d`` and ``nn.Linear``.
+
+Both keep torch's constructor signature and add keyword-only quantizer arguments (anything
+:func:`onebit.quantizers.get` accepts). The forward is the ordinary ``F.conv2d`` / ``F.linear`` on
+the quantized tensors, so training matches what a packed kernel computes once the same padding
+convention is used (see ``pad_value``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from onebit import quantizers
+from onebit.nn.functional import xnor_k_map
+
+__all__ = ["QuantConv2d", "QuantLinear", "LatentClipWarning", "INPUT_SCALINGS"]
+
+#: Accepted values of ``QuantConv2d(input_scaling=...)``.
+INPUT_SCALINGS = (None, "xnor_k")
+
+
+class LatentClipWarning(UserWarning):
+    """A binary weight quantizer whose gradient vanishes outside [-1, 1] is used without latent
+    weight clipping: latent weights that leave [-1, 1] stop learning."""
+
+
+def _warn_unclipped(layer: nn.Module, wq: nn.Module | None) -> None:
+    if wq is None or not getattr(wq, "is_binary", False):
+        return
+    if getattr(wq, "needs_latent_clip", False) or not getattr(wq, "starves_unclipped", False):
+        return
+    warnings.warn(
+        f"{type(layer).__name__} uses the binary weight quantizer {getattr(wq, 'name', wq)!r} without "
+        "latent weight clipping; its gradient is zero for |w| > 1, so latent weights that leave "
+        "[-1, 1] stop learning. Use a quantizer with needs_latent_clip (e.g. 'sign') and call "
+        "onebit.optim.clip_latent_weights_ after each step, or ignore this if it is the method's recipe.",
+        LatentClipWarning,
+        stacklevel=4,
+    )
+
+
+class _QuantMixin:
+    """Shared quantizer handling: attributes ``input_quantizer`` / ``weight_quantizer`` (modules or
+    None) and the optional learnable per-output-channel ``scale``."""
+
+    weight: nn.Parameter
+    input_quantizer: nn.Module | None
+    weight_quantizer: nn.Module | None
+    scale: nn.Parameter | None
+
+    def _init_quant(self, input_quantizer: Any, weight_quantizer: Any, output_scale: bool) -> None:
+        self.input_quantizer = quantizers.get(input_quantizer)
+        self.weight_quantizer = quantizers.get(weight_quantizer)
+        _warn_unclipped(self, self.weight_quantizer)  # type: ignore[arg-type]
+        if output_scale:
+            self.scale = nn.Parameter(
+                torch.ones(self.weight.shape[0], dtype=self.weight.dtype, device=self.weight.device)
+            )
+            self.reset_output_scale_()
+        else:
+            self.register_parameter("scale", None)  # type: ignore[attr-defined]
+
+    def quantized_weight(self) -> torch.Tensor:
+        """The effective weight the forward uses: ``weight_quantizer(weight)`` (e.g. ``alpha *
+        sign(w)``), or the float weight without a weight quantizer. The output ``scale`` (if any) is
+        not folded in."""
+        if self.weight_quantizer is None:
+            return self.weight
+        return self.weight_quantizer(self.weight)
+
+    @torch.no_grad()
+    def reset_output_scale_(self) -> None:
+        """Set ``scale`` from the current latent weight: the weight quantizer's
+        ``output_scale_init`` (``mean|W_c|`` for plain signs, ``E|sin(omega0 W_c)|`` for BiPer stage
+        2, ones for real-valued or already-scaled weights)."""
+        if self.scale is None:
+            return
+        init = getattr(self.weight_quantizer, "output_scale_init", None)
+        if init is None:
+            value = torch.ones_like(self.scale)
+        else:
+            value = init(self.weight).to(self.scale)
+        self.scale.copy_(value.reshape(self.scale.shape))
+
+    def _quant_repr(self) -> str:
+        parts = []
+        for attr in ("input_quantizer", "weight_quantizer"):
+            q = getattr(self, attr)
+            if q is not None:
+                parts.append(f"{attr}={getattr(q, 'name', type(q).__name__) or type(q).__name__}")
+        if self.scale is not None:
+            parts.append("output_scale=True")
+        return ", ".join(parts)
+
+
+class QuantConv2d(_QuantMixin, nn.Conv2d):
+    """``nn.Conv2d`` on quantized inputs and weights.
+
+    ``y = conv2d(pad(q_in(x), pad_value), q_w(W)) [* K] [* scale] + bias``:
+
+    - ``input_quantizer`` / ``weight_quantizer``: anything :func:`onebit.quantizers.get` takes
+      (None = keep float).
+    - ``pad_value``: the value the *quantized* input is padded with. ``0.0`` is what training
+      frameworks do (a padded tap contributes 0); ``-1.0`` / ``+1.0`` keep every tap binary, which a
+      packed kernel can compute without a border correction. Padding is applied explicitly with
+      this value, then the convolution runs with padding 0. Non-``"zeros"`` ``padding_mode`` values
+      (reflect, replicate, circular) pad the quantized input with that mode instead.
+    - ``input_scaling="xnor_k"``: multiply the output by XNOR-Net's ``K`` map
+      (:func:`onebit.nn.functional.xnor_k_map` of the *real* input, same stride/padding/dilation).
+    - ``output_scale=True``: a learnable per-output-channel scale (BiPer's alpha) multiplies the
+      convolution output before the bias; initialised by :meth:`reset_output_scale_`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str | int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        input_quantizer: Any = None,
+        weight_quantizer: Any = None,
+        input_scaling: str | None = None,
+        pad_value: float = 0.0,
+        output_scale: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode, device, dtype,
+        )
+        if input_scaling not in INPUT_SCALINGS:
+            raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}; got {input_scaling!r}")
+        self.input_scaling = input_scaling
+        self.pad_value = float(pad_value)
+        self._init_quant(input_quantizer, weight_quantizer, output_scale)
+
+    @property
+    def explicit_padding(self) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` padding applied before the (unpadded) convolution."""
+        p = self._reversed_padding_repeated_twice
+        return (int(p[0]), int(p[1]), int(p[2]), int(p[3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq = x if self.input_quantizer is None else self.input_quantizer(x)
+        pads = self.explicit_padding
+        if any(pads):
+            if self.padding_mode == "zeros":
+                xq = F.pad(xq, pads, value=self.pad_value)
+            else:
+                xq = F.pad(xq, pads, mode=self.padding_mode)
+        if self.input_scaling is None and self.scale is None:
+            return F.conv2d(
+                xq, self.quantized_weight(), self.bias, self.stride, 0, self.dilation, self.groups
+            )
+        y = F.conv2d(xq, self.quantized_weight(), None, self.stride, 0, self.dilation, self.groups)
+        if self.input_scaling == "xnor_k":
+            y = y * xnor_k_map(x, self.kernel_size, self.stride, pads, self.dilation)
+        if self.scale is not None:
+            y = y * self.scale.view(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        extra = [super().extra_repr(), self._quant_repr()]
+        if self.input_scaling is not None:
+            extra.append(f"input_scaling={self.input_scaling!r}")
+        if self.pad_value != 0.0:
+            extra.append(f"pad_value={self.pad_value}")
+        return ", ".join(e for e in extra if e)
+
+
+class QuantLinear(_QuantMixin, nn.Linear):
+    """``nn.Linear`` on quantized inputs and weights: ``y = linear(q_in(x), q_w(W)) [* scale] + bias``.
+
+    ``input_quantizer`` / ``weight_quantizer``: anything :func:`onebit.quantizers.get` takes;
+    ``output_scale=True`` adds a learnable per-output-feature scale before the bias.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        input_quantizer: Any = None,
+        weight_quantizer: Any = None,
+        output_scale: bool = False,
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self._init_quant(input_quantizer, weight_quantizer, output_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq = x if self.input_quantizer is None else self.input_quantizer(x)
+        if self.scale is None:
+            return F.linear(xq, self.quantized_weight(), self.bias)
+        y = F.linear(xq, self.quantized_weight())
+        if self.scale is not None:
+            y = y * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        return ", ".join(e for e in (super().extra_repr(), self._quant_repr()) if e)
