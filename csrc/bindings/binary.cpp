@@ -1,5 +1,127 @@
+// onebit._kernels: binary GEMM and binary conv2d with their output transforms. The Python
+// wrappers (onebit/kernels/binary.py) validate everything and allocate the outputs; these
+// functions re-check the sizes they rely on and release the GIL while the kernels run.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "bconv2d/bconv2d.h"
+#include "bgemm/bgemm.h"
 
 namespace nb = nanobind;
 
-void register_binary(nb::module_& m) { (void)m; }
+namespace {
+
+using WordsIn = nb::ndarray<const uint32_t, nb::c_contig, nb::device::cpu>;
+using FloatIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+using BoolIn = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
+using AnyOut = nb::ndarray<nb::c_contig, nb::device::cpu>;
+
+void need(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+// Builds the transform from the optional arrays and checks every size against rows x channels.
+onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, int64_t channels,
+                                       const FloatIn& row_scale, const FloatIn& multiplier,
+                                       const FloatIn& bias, const FloatIn& thresholds,
+                                       const BoolIn& flip, AnyOut& out) {
+  onebit::OutputTransform t;
+  t.channels = channels;
+  auto vec = [&](const FloatIn& a, int64_t n, const char* msg) -> const float* {
+    if (!a.is_valid()) return nullptr;
+    need(static_cast<int64_t>(a.size()) == n, msg);
+    return a.data();
+  };
+  t.row_scale = vec(row_scale, rows, "k_map / row scale size mismatch");
+  t.multiplier = vec(multiplier, channels, "multiplier size mismatch");
+  t.bias = vec(bias, channels, "bias size mismatch");
+  t.thresholds = vec(thresholds, channels, "thresholds size mismatch");
+  if (flip.is_valid()) {
+    need(static_cast<int64_t>(flip.size()) == channels, "flip size mismatch");
+    t.flip = flip.data();
+  }
+  t.out = out.data();
+  if (kind == "int32") {
+    t.kind = onebit::OutputKind::Int32;
+    need(out.dtype() == nb::dtype<int32_t>() && static_cast<int64_t>(out.size()) == rows * channels,
+         "int32 output must be int32 [rows, channels]");
+  } else if (kind == "float") {
+    t.kind = onebit::OutputKind::Float;
+    need(out.dtype() == nb::dtype<float>() && static_cast<int64_t>(out.size()) == rows * channels,
+         "float output must be float32 [rows, channels]");
+  } else if (kind == "bits") {
+    t.kind = onebit::OutputKind::Bits;
+    need(t.thresholds != nullptr, "bits output needs thresholds");
+    need(out.dtype() == nb::dtype<uint32_t>() &&
+             static_cast<int64_t>(out.size()) == rows * onebit::words_for(channels),
+         "bits output must be uint32 [rows, words(channels)]");
+  } else {
+    throw std::invalid_argument("output must be 'int32', 'float' or 'bits'");
+  }
+  return t;
+}
+
+void bgemm_py(WordsIn a, WordsIn b, int64_t m, int64_t n, int64_t k, const std::string& kind,
+              FloatIn row_scale, FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip,
+              AnyOut out, int num_threads) {
+  need(m >= 1 && n >= 1 && k >= 1, "bgemm: m, n and k must be >= 1");
+  const int64_t kw = onebit::words_for(k);
+  need(static_cast<int64_t>(a.size()) == m * kw && static_cast<int64_t>(b.size()) == n * kw,
+       "bgemm: operand sizes do not match [m, words(k)] and [n, words(k)]");
+  const onebit::OutputTransform t = make_transform(kind, m, n, row_scale, multiplier, bias, thresholds, flip, out);
+  nb::gil_scoped_release release;
+  onebit::bgemm(a.data(), b.data(), m, n, kw, k, t, num_threads);
+}
+
+void bconv2d_py(WordsIn x, WordsIn w, int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
+                int64_t out_channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
+                FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, AnyOut out,
+                int num_threads) {
+  onebit::BConv2DShape s;
+  s.batch = batch;
+  s.in_h = in_h;
+  s.in_w = in_w;
+  s.in_channels = in_channels;
+  s.out_channels = out_channels;
+  s.kernel_h = kernel_h;
+  s.kernel_w = kernel_w;
+  s.stride_h = stride_h;
+  s.stride_w = stride_w;
+  s.pad_top = pad_top;
+  s.pad_bottom = pad_bottom;
+  s.pad_left = pad_left;
+  s.pad_right = pad_right;
+  need(pad_value >= 0 && pad_value <= 2, "bconv2d: pad_value code must be 0, 1 or 2");
+  s.pad_value = static_cast<onebit::PadValue>(pad_value);
+  s.validate();
+  need(static_cast<int64_t>(x.size()) == batch * in_h * in_w * s.in_words(),
+       "bconv2d: x size does not match [batch, in_h, in_w, words(in_channels)]");
+  need(static_cast<int64_t>(w.size()) == out_channels * s.filter_words(),
+       "bconv2d: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
+  const onebit::OutputTransform t =
+      make_transform(kind, s.out_pixels(), out_channels, k_map, multiplier, bias, thresholds, flip, out);
+  nb::gil_scoped_release release;
+  onebit::bconv2d(x.data(), w.data(), s, t, num_threads);
+}
+
+}  // namespace
+
+void register_binary(nb::module_& m) {
+  m.def("bgemm", &bgemm_py, nb::arg("a"), nb::arg("b"), nb::arg("m"), nb::arg("n"), nb::arg("k"),
+        nb::arg("output"), nb::arg("row_scale").none(), nb::arg("multiplier").none(),
+        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
+        nb::arg("num_threads"), "Binary GEMM (see onebit.kernels.bgemm).");
+  m.def("bconv2d", &bconv2d_py, nb::arg("x"), nb::arg("w"), nb::arg("batch"), nb::arg("in_h"),
+        nb::arg("in_w"), nb::arg("in_channels"), nb::arg("out_channels"), nb::arg("kernel_h"),
+        nb::arg("kernel_w"), nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_top"),
+        nb::arg("pad_bottom"), nb::arg("pad_left"), nb::arg("pad_right"), nb::arg("pad_value"),
+        nb::arg("output"), nb::arg("k_map").none(), nb::arg("multiplier").none(),
+        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
+        nb::arg("num_threads"), "Binary conv2d over packed NHWC (see onebit.kernels.bconv2d).");
+}

@@ -1,8 +1,13 @@
 """NumPy-facing wrappers around onebit's compiled kernels (torch-free).
 
 Arrays are validated here (dtype, contiguity, shapes) so that the C++ side only ever sees
-well-formed buffers. ``onebit.kernels.isa()`` tells which kernel family runs; the environment
-variable ``ONEBIT_KERNELS=reference`` forces the plain reference kernels.
+well-formed buffers. ``onebit.kernels.active_isa()`` tells which kernel family runs; the
+environment variable ``ONEBIT_KERNELS=reference`` forces the plain reference kernels.
+
+Binary kernels (bit 1 = -1, LSB first in uint32 words, tail bits 0; see ``bitpack`` and
+``binary``): ``pack_bits`` / ``unpack_bits``, ``pack_conv_weight``, ``pack_nchw`` /
+``unpack_nhwc``, ``bgemm``, ``bconv2d`` (fused int32 / float / packed-bits outputs) and
+``sign_thresholds`` (BatchNorm + sign folded into exact thresholds).
 """
 
 from __future__ import annotations
@@ -15,12 +20,38 @@ from onebit.kernels._dispatch import (
     set_default_num_threads,
     use_isa,
 )
+from onebit.kernels.binary import (
+    bconv2d,
+    bconv2d_output_shape,
+    bgemm,
+    conv_padding,
+    sign_thresholds,
+)
+from onebit.kernels.bitpack import (
+    pack_bits,
+    pack_conv_weight,
+    pack_nchw,
+    packed_words,
+    unpack_bits,
+    unpack_nhwc,
+)
 
 __all__ = [
     "active_isa",
+    "bconv2d",
+    "bconv2d_output_shape",
+    "bgemm",
+    "conv_padding",
     "cpu_features",
     "default_num_threads",
     "isa_available",
+    "pack_bits",
+    "pack_conv_weight",
+    "pack_nchw",
+    "packed_words",
     "set_default_num_threads",
+    "sign_thresholds",
+    "unpack_bits",
+    "unpack_nhwc",
     "use_isa",
 ]

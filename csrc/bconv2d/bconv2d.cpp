@@ -1,0 +1,113 @@
+// The optimized binary conv2d: an im2col of packed words per block of output pixels (each patch
+// row = kernel_h * kernel_w taps of in_words words, in the same order as a filter), the ISA's
+// popcount tile against the packed filters, then acc = K - 2 * popcount, the zero-padding
+// correction and the output transform, block by block. Padded taps are read as +1 (Zero, PlusOne)
+// or -1 (MinusOne) words; Zero is then corrected exactly (zero_padding.h).
+#include "bconv2d/bconv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "bconv2d/reference.h"
+#include "bconv2d/zero_padding.h"
+#include "bgemm/panel.h"
+#include "common/parallel.h"
+#include "dispatch.h"
+
+namespace onebit {
+namespace {
+
+// Writes the packed patch of output pixel p (kernel_h * kernel_w * cw words) to dst.
+void gather_patch(const uint32_t* x, const BConv2DShape& s, int64_t p, const uint32_t* pad_tap,
+                  uint32_t* dst) {
+  const int64_t cw = s.in_words(), ho = s.out_h(), wo = s.out_w();
+  const int64_t n = p / (ho * wo), oy = (p / wo) % ho, ox = p % wo;
+  const int64_t iy0 = oy * s.stride_h - s.pad_top, ix0 = ox * s.stride_w - s.pad_left;
+  const size_t tap_bytes = sizeof(uint32_t) * static_cast<size_t>(cw);
+  for (int64_t ky = 0; ky < s.kernel_h; ++ky) {
+    const int64_t iy = iy0 + ky;
+    uint32_t* d = dst + ky * s.kernel_w * cw;
+    if (iy < 0 || iy >= s.in_h) {
+      for (int64_t kx = 0; kx < s.kernel_w; ++kx) std::memcpy(d + kx * cw, pad_tap, tap_bytes);
+      continue;
+    }
+    const uint32_t* row = x + (n * s.in_h + iy) * s.in_w * cw;
+    if (ix0 >= 0 && ix0 + s.kernel_w <= s.in_w) {
+      std::memcpy(d, row + ix0 * cw, tap_bytes * static_cast<size_t>(s.kernel_w));
+      continue;
+    }
+    for (int64_t kx = 0; kx < s.kernel_w; ++kx) {
+      const int64_t ix = ix0 + kx;
+      std::memcpy(d + kx * cw, (ix >= 0 && ix < s.in_w) ? row + ix * cw : pad_tap, tap_bytes);
+    }
+  }
+}
+
+}  // namespace
+
+void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32_t* w,
+                       const BConv2DShape& s, const OutputTransform& t, int num_threads) {
+  const int threads = num_threads > 0 ? num_threads : default_num_threads();
+  const int64_t cw = s.in_words(), kwords = s.filter_words(), cout = s.out_channels;
+  const int64_t pixels = s.out_pixels(), wo = s.out_w(), ho = s.out_h();
+  const int64_t kp = panel_kp(uk, kwords), rb = panel_row_bytes(uk, kp);
+  const int64_t p_pad = round_up(pixels, uk.mr), n_pad = round_up(cout, uk.nr);
+  const int64_t k_total = s.taps() * s.in_channels;
+
+  AlignedBuffer w_panel(static_cast<size_t>(n_pad * rb));
+  pack_panel(uk, w, kwords, kwords, cout, n_pad, kp, w_panel.data());
+  const ZeroPaddingCorrection correction(s, w);
+  std::vector<uint32_t> pad_tap(static_cast<size_t>(cw), 0u);
+  if (s.pad_value == PadValue::MinusOne) {
+    std::fill(pad_tap.begin(), pad_tap.end(), ~0u);
+    if (s.in_channels % 32) pad_tap.back() = (uint32_t{1} << (s.in_channels % 32)) - 1u;
+  }
+
+  const Blocking bl = choose_blocking(uk, pixels, cout, kp, threads);
+  parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
+    AlignedBuffer a_panel(static_cast<size_t>(bl.mb * rb));
+    std::vector<uint32_t> patch(static_cast<size_t>(kp), 0u);
+    std::vector<int32_t> acc(static_cast<size_t>(bl.mb * bl.nb));
+    int64_t packed = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;
+      const int64_t p0 = tm * bl.mb, rows = std::min(bl.mb, p_pad - p0);
+      const int64_t valid_rows = std::min(rows, pixels - p0);
+      if (packed != tm) {
+        for (int64_t r = 0; r < valid_rows; ++r) {
+          gather_patch(x, s, p0 + r, pad_tap.data(), patch.data());
+          uk.pack_row(patch.data(), kp, a_panel.data() + r * rb);
+        }
+        std::memset(a_panel.data() + valid_rows * rb, 0, static_cast<size_t>((rows - valid_rows) * rb));
+        packed = tm;
+      }
+      const int64_t j0 = tn * bl.nb, cols = std::min(bl.nb, n_pad - j0);
+      const int64_t valid_cols = std::min(cols, cout - j0);
+      popcount_block(uk, a_panel.data(), rows, w_panel.data() + j0 * rb, cols, kp, acc.data(), bl.nb);
+      for (int64_t r = 0; r < valid_rows; ++r) {
+        const int64_t p = p0 + r;
+        int32_t* a = acc.data() + r * bl.nb;
+        const int32_t* corr = correction.at((p / wo) % ho, p % wo);
+        if (corr) {
+          for (int64_t j = 0; j < valid_cols; ++j)
+            a[j] = static_cast<int32_t>(k_total - 2 * int64_t{a[j]}) - corr[j0 + j];
+        } else {
+          for (int64_t j = 0; j < valid_cols; ++j) a[j] = static_cast<int32_t>(k_total - 2 * int64_t{a[j]});
+        }
+      }
+      apply_output_transform(t, acc.data(), bl.nb, p0, valid_rows, j0, valid_cols);
+    }
+  });
+}
+
+
+void bconv2d(const uint32_t* x, const uint32_t* w, const BConv2DShape& s, const OutputTransform& t,
+             int num_threads) {
+  s.validate();
+  const PopcountKernel* uk = popcount_kernel(active_isa());
+  if (uk == nullptr) return bconv2d_reference(x, w, s, t);
+  bconv2d_optimized(*uk, x, w, s, t, num_threads);
+}
+
+}  // namespace onebit

@@ -1,0 +1,51 @@
+// The optimized binary GEMM: B packed once into a panel; row blocks of A packed per task; the
+// ISA's popcount tile over each (row block, column block); then acc = k - 2 * popcount and the
+// output transform, block by block.
+#include "bgemm/bgemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "bgemm/panel.h"
+#include "bgemm/reference.h"
+#include "common/parallel.h"
+#include "dispatch.h"
+
+namespace onebit {
+
+void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t kw, int64_t k,
+           const OutputTransform& t, int num_threads) {
+  const PopcountKernel* ukp = popcount_kernel(active_isa());
+  if (ukp == nullptr) return bgemm_reference(a, b, m, n, kw, k, t);
+  const PopcountKernel& uk = *ukp;
+  const int threads = num_threads > 0 ? num_threads : default_num_threads();
+  const int64_t kp = panel_kp(uk, kw), rb = panel_row_bytes(uk, kp);
+  const int64_t m_pad = round_up(m, uk.mr), n_pad = round_up(n, uk.nr);
+  AlignedBuffer b_panel(static_cast<size_t>(n_pad * rb));
+  pack_panel(uk, b, kw, kw, n, n_pad, kp, b_panel.data());
+  const Blocking bl = choose_blocking(uk, m, n, kp, threads);
+  parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
+    AlignedBuffer a_panel(static_cast<size_t>(bl.mb * rb));
+    std::vector<int32_t> acc(static_cast<size_t>(bl.mb * bl.nb));
+    int64_t packed = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;
+      const int64_t i0 = tm * bl.mb, rows = std::min(bl.mb, m_pad - i0);
+      const int64_t valid_rows = std::min(rows, m - i0);
+      if (packed != tm) {
+        pack_panel(uk, a + i0 * kw, kw, kw, valid_rows, rows, kp, a_panel.data());
+        packed = tm;
+      }
+      const int64_t j0 = tn * bl.nb, cols = std::min(bl.nb, n_pad - j0);
+      const int64_t valid_cols = std::min(cols, n - j0);
+      popcount_block(uk, a_panel.data(), rows, b_panel.data() + j0 * rb, cols, kp, acc.data(), bl.nb);
+      for (int64_t i = 0; i < valid_rows; ++i) {
+        int32_t* r = acc.data() + i * bl.nb;
+        for (int64_t j = 0; j < valid_cols; ++j) r[j] = static_cast<int32_t>(k - 2 * int64_t{r[j]});
+      }
+      apply_output_transform(t, acc.data(), bl.nb, i0, valid_rows, j0, valid_cols);
+    }
+  });
+}
+
+}  // namespace onebit

@@ -1,0 +1,37 @@
+// The interface between the blocked binary-GEMM driver (panel.h) and one ISA's register-blocked
+// popcount tile. Operands are "panels": rows of kp packed words (kp a multiple of k_align, the
+// words past the true length zero in both operands), stored in the kernel's own format at
+// kp * bytes_per_word bytes per row (AVX2 keeps each byte's two nibbles apart, see
+// bgemm_avx2.cpp; the others store the words as they are).
+#pragma once
+#include <cstdint>
+
+#include "dispatch.h"
+
+namespace onebit {
+
+struct PopcountKernel {
+  const char* name;
+  int mr;              // rows of A per tile
+  int nr;              // rows of B per tile (1, 2, 4 or 8: divides 32)
+  int k_align;         // kp is a multiple of this many words
+  int bytes_per_word;  // panel bytes per packed word
+  // Converts one row of kp plain words into the panel format at dst (kp * bytes_per_word bytes).
+  void (*pack_row)(const uint32_t* src, int64_t kp, uint8_t* dst);
+  // c[i * ldc + j] = popcount(A row i XOR B row j) over kp words, for i < mr, j < nr; A row i
+  // starts at a + i * row_bytes, B row j at b + j * row_bytes, row_bytes = kp * bytes_per_word.
+  void (*tile)(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc);
+};
+
+// The kernel of an ISA, or nullptr where that ISA has none here (the reference path is separate).
+const PopcountKernel* popcount_kernel(Isa isa);
+
+#if defined(ONEBIT_X86)
+const PopcountKernel& popcount_kernel_avx2();
+const PopcountKernel& popcount_kernel_avx512();
+#endif
+#if defined(ONEBIT_ARM64)
+const PopcountKernel& popcount_kernel_neon();
+#endif
+
+}  // namespace onebit

@@ -1,0 +1,42 @@
+// What happens to the integer accumulators of a binary GEMM / conv after accumulation, kept apart
+// from the accumulation loops (one implementation shared by every ISA, so the results of all
+// variants agree bit for bit).
+//
+// The accumulator of output (row r, channel c) is acc = sum_k a_k * b_k over {+1, -1} operands
+// (= K - 2 * popcount(a XOR b), with the zero-padding correction already applied for convs).
+//
+//   Int32: out[r, c] = acc                                   (int32 [rows, channels])
+//   Float: out[r, c] = ((float(acc) * row_scale[r]) * multiplier[c]) + bias[c]
+//                                                            (float32 [rows, channels])
+//   Bits:  v = float(acc) (or the Float value above when row_scale, multiplier or bias is given);
+//          bit (r, c) = 1 (i.e. -1) iff v < thresholds[c], or iff v > thresholds[c] where flip[c]
+//          is nonzero; otherwise 0 (+1). Equality gives 0 (+1) both ways, as sign(0) = +1.
+//          (uint32 [rows, words_for(channels)], channel c in word c / 32, bit c % 32, tail bits 0)
+//
+// Absent arrays (null) mean row_scale = 1, multiplier = 1, bias = 0, flip = 0. float(acc) is exact
+// for |acc| < 2^24, so integer thresholds compare exactly with the raw accumulator.
+#pragma once
+#include <cstdint>
+
+namespace onebit {
+
+enum class OutputKind : int { Int32 = 0, Float = 1, Bits = 2 };
+
+struct OutputTransform {
+  OutputKind kind = OutputKind::Int32;
+  int64_t channels = 0;                // columns of the output (C_out / N)
+  const float* row_scale = nullptr;    // [rows] (XNOR K map, one value per output position)
+  const float* multiplier = nullptr;   // [channels]
+  const float* bias = nullptr;         // [channels]
+  const float* thresholds = nullptr;   // [channels], required for Bits
+  const uint8_t* flip = nullptr;       // [channels]
+  void* out = nullptr;                 // see the table above
+};
+
+// Applies the transform to acc[i * ld + j] for i < rows, j < cols, which hold the accumulators of
+// output rows row0 + i and channels col0 + j. For Bits, col0 must be a multiple of 32 and
+// col0 + cols a multiple of 32 or equal to channels (each call writes whole words).
+void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
+                            int64_t rows, int64_t col0, int64_t cols);
+
+}  // namespace onebit

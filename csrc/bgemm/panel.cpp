@@ -1,0 +1,72 @@
+#include "bgemm/panel.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace onebit {
+
+void AlignedBuffer::resize(size_t bytes) {
+  if (bytes <= size_ && data_) {
+    std::memset(data_.get(), 0, size_);
+    return;
+  }
+  const size_t n = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+  data_.reset(static_cast<uint8_t*>(::operator new[](n, std::align_val_t(64))));
+  std::memset(data_.get(), 0, n);
+  size_ = n;
+}
+
+void pack_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_stride, int64_t kw,
+                int64_t rows, int64_t padded_rows, int64_t kp, uint8_t* dst) {
+  const int64_t rb = panel_row_bytes(uk, kp);
+  std::vector<uint32_t> tmp(static_cast<size_t>(kp), 0u);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(tmp.data(), src + r * src_stride, sizeof(uint32_t) * kw);
+    uk.pack_row(tmp.data(), kp, dst + r * rb);
+  }
+  if (padded_rows > rows) std::memset(dst + rows * rb, 0, static_cast<size_t>((padded_rows - rows) * rb));
+}
+
+void popcount_block(const PopcountKernel& uk, const uint8_t* a, int64_t m_rows, const uint8_t* b,
+                    int64_t n_rows, int64_t kp, int32_t* c, int64_t ldc) {
+  const int64_t rb = panel_row_bytes(uk, kp);
+  for (int64_t j = 0; j < n_rows; j += uk.nr)
+    for (int64_t i = 0; i < m_rows; i += uk.mr) uk.tile(a + i * rb, b + j * rb, kp, c + i * ldc + j, ldc);
+}
+
+Blocking choose_blocking(const PopcountKernel& uk, int64_t m, int64_t n, int64_t kp, int num_threads) {
+  Blocking bl;
+  const int64_t m_pad = round_up(m, uk.mr);
+  const int64_t rb = panel_row_bytes(uk, kp);
+  int64_t mb_max = std::max<int64_t>(uk.mr, (20 * 1024 / rb) / uk.mr * uk.mr);
+  mb_max = std::min<int64_t>(mb_max, 256);
+  bl.tiles_m = ceil_div(m_pad, mb_max);
+  bl.mb = round_up(ceil_div(m_pad, bl.tiles_m), uk.mr);
+  bl.tiles_m = ceil_div(m_pad, bl.mb);
+  // Split the columns only when there are too few row blocks to keep every thread busy.
+  bl.nb = round_up(n, uk.nr);
+  bl.tiles_n = 1;
+  const int64_t want = 2 * static_cast<int64_t>(std::max(num_threads, 1));
+  if (num_threads > 1 && bl.tiles_m < want && n > 32) {
+    const int64_t parts = std::min(ceil_div(want, bl.tiles_m), ceil_div(n, 32));
+    bl.nb = round_up(ceil_div(n, parts), 32);
+    bl.tiles_n = ceil_div(n, bl.nb);
+  }
+  return bl;
+}
+
+const PopcountKernel* popcount_kernel(Isa isa) {
+  switch (isa) {
+#if defined(ONEBIT_X86)
+    case Isa::Avx512: return &popcount_kernel_avx512();
+    case Isa::Avx2: return &popcount_kernel_avx2();
+#endif
+#if defined(ONEBIT_ARM64)
+    case Isa::Neon: return &popcount_kernel_neon();
+#endif
+    default: return nullptr;
+  }
+}
+
+}  // namespace onebit

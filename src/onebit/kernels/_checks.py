@@ -1,0 +1,77 @@
+"""Argument checks shared by the kernel wrappers: every error names the argument and the fix."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from onebit.kernels._dispatch import default_num_threads
+
+
+def words_for(n: int) -> int:
+    """Number of uint32 words that hold ``n`` bits: ``ceil(n / 32)``."""
+    return (int(n) + 31) // 32
+
+
+def require_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as a Python int ``>= minimum`` (bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def require_array(x: Any, name: str, dtype: type, ndim: int | None = None,
+                  contiguous: bool = True) -> np.ndarray:
+    """Checks that ``x`` is a NumPy array of ``dtype`` (and ``ndim``), C-contiguous, non-empty."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__} "
+                        f"(use np.asarray({name}, dtype=np.{np.dtype(dtype).name}))")
+    if x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {x.dtype} "
+                        f"(use {name}.astype(np.{np.dtype(dtype).name}))")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
+    if 0 in x.shape:
+        raise ValueError(f"{name} has a zero-sized dimension (shape {x.shape}); nothing to compute")
+    if contiguous and not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray({name}))")
+    return x
+
+
+def optional_vector(v: Any, name: str, length: int, dtype: type = np.float32) -> np.ndarray | None:
+    """``None``, or a 1-D array-like of ``length`` numbers converted to a contiguous ``dtype`` array."""
+    if v is None:
+        return None
+    try:
+        arr = np.ascontiguousarray(np.asarray(v), dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 1-D array of {length} numbers: {exc}") from None
+    if arr.ndim == 0:
+        arr = np.full(length, arr, dtype=dtype)
+    if arr.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
+    return arr
+
+
+def check_tail_bits(last_words: np.ndarray, n: int, name: str) -> None:
+    """Raises if any bit past position ``n`` is set in the last packed word of a row."""
+    if n % 32 == 0:
+        return
+    mask = np.uint32((1 << (n % 32)) - 1)
+    if np.any(last_words & ~mask):
+        raise ValueError(f"{name} has nonzero bits past its {n} bits in the last word; the tail bits "
+                         "must be 0 (pack with onebit.kernels.pack_bits, and check the bit count "
+                         "you passed)")
+
+
+def resolve_threads(num_threads: Any) -> int:
+    """``None`` -> the default thread count; otherwise an int >= 1."""
+    if num_threads is None:
+        return default_num_threads()
+    return require_int(num_threads, "num_threads", 1)

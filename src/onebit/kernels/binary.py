@@ -1,0 +1,251 @@
+"""Binary GEMM and binary conv2d over packed sign bits, with fused output transforms (NumPy API).
+
+Operands are packed with :mod:`onebit.kernels.bitpack` (bit 1 = -1, LSB first in uint32 words,
+tail bits 0). The kernels compute integer accumulators ``acc = sum a * b`` over {+1, -1} values
+(``n - 2 * popcount(a XOR b)`` with the true length ``n``), then one output transform:
+
+* ``"int32"``: ``acc`` itself.
+* ``"float"``: ``((float32(acc) * k_map[pos]) * multiplier[c]) + bias[c]`` in float32 (absent
+  terms are skipped): BatchNorm, the XNOR / BWN scale alpha or BiPer's scale folded in by the caller.
+* ``"bits"``: packed like the input, so binary layers chain without unpacking. With ``v`` the
+  float value above (or ``float32(acc)`` when ``k_map``, ``multiplier`` and ``bias`` are all
+  absent), the output bit of channel ``c`` is 1 (-1) iff ``v < thresholds[c]``, or iff
+  ``v > thresholds[c]`` where ``flip[c]`` is true; equality gives 0 (+1), as ``sign(0) = +1``.
+  :func:`sign_thresholds` turns ``sign(scale * acc + shift)`` (a BatchNorm folded to a per-channel
+  affine map) into exact ``thresholds`` and ``flip``.
+
+Zero padding in :func:`bconv2d` gives exactly what ``F.conv2d`` gives on the zero-padded +/-1
+tensor: the kernels read padded taps as +1 and subtract, per border position and channel, what
+those taps added (the correction of Larq Compute Engine's design). Padding with +1 or -1 is exact
+as well. The compiled kernels run the best ISA of this CPU (see :func:`onebit.kernels.active_isa`)
+on ``num_threads`` threads and release the GIL; calls from several threads at once are safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from onebit import _kernels
+from onebit.kernels._checks import (
+    check_tail_bits,
+    optional_vector,
+    require_array,
+    require_int,
+    resolve_threads,
+    words_for,
+)
+
+__all__ = [
+    "bconv2d",
+    "bconv2d_output_shape",
+    "bgemm",
+    "conv_padding",
+    "sign_thresholds",
+]
+
+_OUTPUTS = ("int32", "float", "bits")
+_PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
+
+
+def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
+    v = require_int(value, name, minimum)
+    return v, v
+
+
+def conv_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                 stride_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Resolve ``padding`` to ``(top, bottom, left, right)``.
+
+    Accepts an int (all sides), ``(pad_h, pad_w)`` (PyTorch's meaning), ``(top, bottom, left,
+    right)``, ``"valid"`` (none) or ``"same"`` (output size ``ceil(in / stride)``, the total
+    ``max((out - 1) * stride + k - in, 0)`` split with the extra pixel at the bottom/right, as
+    TensorFlow and PyTorch do).
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            pads = []
+            for size, k, s in zip(in_hw, kernel_hw, stride_hw):
+                out = -(-size // s)
+                total = max((out - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            return pads[0], pads[1], pads[2], pads[3]
+        raise ValueError(f"padding must be an int, a pair, a 4-tuple, 'valid' or 'same', got {padding!r}")
+    if isinstance(padding, Sequence) and len(padding) == 4:
+        t, b, l, r = (require_int(p, "padding", 0) for p in padding)
+        return t, b, l, r
+    ph, pw = _pair(padding, "padding", 0)
+    return ph, ph, pw, pw
+
+
+def bconv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride: Any = 1,
+                         padding: Any = 0, output: str = "int32") -> tuple[int, int, int, int]:
+    """Shape of :func:`bconv2d`'s result for packed shapes ``x_shape`` (NHWC) and ``w_shape``."""
+    n, h, w, _ = x_shape
+    cout, kh, kw, _ = w_shape
+    sh, sw = _pair(stride, "stride", 1)
+    top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
+    ho = (h + top + bottom - kh) // sh + 1
+    wo = (w + left + right - kw) // sw + 1
+    return int(n), int(ho), int(wo), int(words_for(cout) if output == "bits" else cout)
+
+
+def sign_thresholds(scale: Any, shift: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds and flips for ``output="bits"`` that compute ``sign(scale * acc + shift)``.
+
+    For each channel, with real arithmetic on the integer accumulator ``acc`` and ``sign(0) = +1``:
+    ``scale > 0``: -1 iff ``acc < -shift / scale``, i.e. iff ``acc < ceil(-shift / scale)``;
+    ``scale < 0``: -1 iff ``acc > floor(-shift / scale)`` (``flip`` set);
+    ``scale == 0``: the sign of ``shift`` everywhere (threshold +inf or -inf).
+    The thresholds are integers (as float32), so the comparison is exact. A BatchNorm
+    ``gamma * (acc - mean) / sqrt(var + eps) + beta`` has ``scale = gamma / sqrt(var + eps)`` and
+    ``shift = beta - scale * mean`` (fold any alpha / K scale > 0 into ``scale`` first).
+    """
+    s = np.asarray(scale, dtype=np.float64).ravel()
+    t = np.asarray(shift, dtype=np.float64).ravel()
+    if s.shape != t.shape:
+        raise ValueError(f"scale and shift must have the same length, got {s.shape} and {t.shape}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(t))):
+        raise ValueError("scale and shift must be finite")
+    thr = np.empty_like(s)
+    pos, neg, zero = s > 0, s < 0, s == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = -t / s
+    thr[pos] = np.ceil(tau[pos])
+    thr[neg] = np.floor(tau[neg])
+    thr[zero] = np.where(t[zero] < 0, np.inf, -np.inf)
+    limit = float(1 << 24)  # |acc| < 2^24: clamping keeps the comparison and float32 exact
+    finite = np.isfinite(thr)
+    thr[finite] = np.clip(thr[finite], -limit, limit)
+    return thr.astype(np.float32), neg.copy()
+
+
+def _transform_args(output: str, channels: int, rows_shape: tuple[int, ...], k_map: Any,
+                    multiplier: Any, bias: Any, thresholds: Any, flip: Any) -> dict[str, Any]:
+    if output not in _OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}")
+    if output == "int32" and any(v is not None for v in (k_map, multiplier, bias)):
+        raise ValueError("k_map, multiplier and bias apply to output='float' or 'bits', not 'int32'")
+    if output != "bits" and (thresholds is not None or flip is not None):
+        raise ValueError("thresholds and flip apply only to output='bits'")
+    if output == "bits" and thresholds is None:
+        raise ValueError("output='bits' needs thresholds (see onebit.kernels.sign_thresholds)")
+    km = None
+    if k_map is not None:
+        km = require_array(k_map, "k_map", np.float32, contiguous=False)
+        if km.shape != rows_shape:
+            raise ValueError(f"k_map must have shape {rows_shape} (one value per output position), "
+                             f"got {km.shape}")
+        km = np.ascontiguousarray(km).reshape(-1)
+    fl = optional_vector(flip, "flip", channels, dtype=np.bool_)
+    return {
+        "k_map": km,
+        "multiplier": optional_vector(multiplier, "multiplier", channels),
+        "bias": optional_vector(bias, "bias", channels),
+        "thresholds": optional_vector(thresholds, "thresholds", channels),
+        "flip": None if fl is None else fl.view(np.uint8),
+    }
+
+
+def _alloc(output: str, shape: tuple[int, ...], channels: int) -> np.ndarray:
+    if output == "int32":
+        return np.empty(shape + (channels,), dtype=np.int32)
+    if output == "float":
+        return np.empty(shape + (channels,), dtype=np.float32)
+    return np.empty(shape + (words_for(channels),), dtype=np.uint32)
+
+
+def bgemm(a_packed: np.ndarray, b_packed: np.ndarray, k: int, *, output: str = "int32",
+          multiplier: Any = None, bias: Any = None, row_scale: Any = None, thresholds: Any = None,
+          flip: Any = None, num_threads: int | None = None) -> np.ndarray:
+    """Binary matrix product: ``out[i, j] = k - 2 * popcount(a[i] XOR b[j])``.
+
+    ``a_packed`` is uint32 ``[M, ceil(k / 32)]`` and ``b_packed`` ``[N, ceil(k / 32)]`` (rows are
+    packed {+1, -1} vectors of length ``k``, e.g. activations and the weights of a dense layer:
+    ``x @ w.T`` of the signs). Returns int32 ``[M, N]`` dot products, or the ``"float"`` / ``"bits"``
+    transform of the module docstring (``row_scale`` ``[M]`` plays the part of ``k_map``).
+    """
+    a = require_array(a_packed, "a_packed", np.uint32, ndim=2)
+    b = require_array(b_packed, "b_packed", np.uint32, ndim=2)
+    k = require_int(k, "k", 1)
+    kw = words_for(k)
+    if a.shape[1] != kw or b.shape[1] != kw:
+        raise ValueError(f"a_packed and b_packed must both have ceil(k / 32) = {kw} words per row for "
+                         f"k = {k}, got {a.shape} and {b.shape}")
+    check_tail_bits(a[:, -1], k, "a_packed")
+    check_tail_bits(b[:, -1], k, "b_packed")
+    m, n = a.shape[0], b.shape[0]
+    extra = _transform_args(output, n, (m,), row_scale, multiplier, bias, thresholds, flip)
+    out = _alloc(output, (m,), n)
+    _kernels.bgemm(a, b, m, n, k, output, extra["k_map"], extra["multiplier"], extra["bias"],
+                   extra["thresholds"], extra["flip"], out, resolve_threads(num_threads))
+    return out
+
+
+def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, in_channels: int, stride: Any = 1,
+            padding: Any = 0, pad_value: float = 0.0, output: str = "int32", multiplier: Any = None,
+            bias: Any = None, k_map: Any = None, thresholds: Any = None, flip: Any = None,
+            num_threads: int | None = None) -> np.ndarray:
+    """Binary 2-D convolution (cross-correlation, as ``F.conv2d``) over packed NHWC activations.
+
+    Args:
+        x_packed: uint32 ``[N, H, W, ceil(C_in / 32)]`` (:func:`pack_nchw` or ``pack_bits`` of NHWC).
+        w_packed: uint32 ``[C_out, kh, kw, ceil(C_in / 32)]`` (:func:`pack_conv_weight`).
+        in_channels: the true ``C_in`` (the packed words hold up to 32 per word).
+        stride: int or ``(sh, sw)``.
+        padding: int, ``(ph, pw)``, ``(top, bottom, left, right)``, ``"valid"`` or ``"same"``.
+        pad_value: 0.0 (padded taps add 0, exactly ``F.conv2d`` on the zero-padded +/-1 tensor),
+            +1.0 or -1.0 (every padded channel is that value).
+        output: ``"int32"`` -> ``[N, Ho, Wo, C_out]`` accumulators ``acc``; ``"float"`` ->
+            float32 ``[N, Ho, Wo, C_out]``; ``"bits"`` -> uint32 ``[N, Ho, Wo, ceil(C_out / 32)]``
+            (see the module docstring for the exact formulas and comparisons).
+        multiplier, bias: ``[C_out]`` per-channel scale and offset (float / bits).
+        k_map: float32 ``[N, Ho, Wo]``: XNOR-Net's K map, multiplied per output position.
+        thresholds, flip: ``[C_out]`` (bits only; :func:`sign_thresholds` builds them).
+        num_threads: threads to use (default :func:`onebit.kernels.default_num_threads`).
+
+    ``acc = sum_{ky, kx, c} x[n, oy*sh - top + ky, ox*sw - left + kx, c] * w[o, ky, kx, c]`` over
+    +/-1 values, with padded positions worth ``pad_value``; ``|acc| <= kh * kw * C_in``.
+    """
+    x = require_array(x_packed, "x_packed", np.uint32, ndim=4)
+    w = require_array(w_packed, "w_packed", np.uint32, ndim=4)
+    cin = require_int(in_channels, "in_channels", 1)
+    cw = words_for(cin)
+    if x.shape[3] != cw:
+        raise ValueError(f"in_channels = {cin} needs ceil({cin} / 32) = {cw} words per pixel, but "
+                         f"x_packed has {x.shape[3]} (shape {x.shape})")
+    if w.shape[3] != cw:
+        raise ValueError(f"w_packed must have {cw} words per tap for in_channels = {cin}, got shape "
+                         f"{w.shape} (pack [C_out, C_in, kh, kw] weights with pack_conv_weight)")
+    check_tail_bits(x[..., -1], cin, "x_packed")
+    check_tail_bits(w[..., -1], cin, "w_packed")
+    try:
+        pad_code = _PAD_CODES[float(pad_value)]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
+    n, h, wd, _ = x.shape
+    cout, kh, kw, _ = w.shape
+    sh, sw = _pair(stride, "stride", 1)
+    top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
+    if h + top + bottom < kh or wd + left + right < kw:
+        raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{wd} input "
+                         f"(padding {top, bottom, left, right})")
+    if kh * kw * cin >= 1 << 24:
+        raise ValueError("kh * kw * in_channels must be < 2^24")
+    ho = (h + top + bottom - kh) // sh + 1
+    wo = (wd + left + right - kw) // sw + 1
+    extra = _transform_args(output, cout, (n, ho, wo), k_map, multiplier, bias, thresholds, flip)
+    out = _alloc(output, (n, ho, wo), cout)
+    _kernels.bconv2d(x, w, n, h, wd, cin, cout, kh, kw, sh, sw, top, bottom, left, right, pad_code,
+                     output, extra["k_map"], extra["multiplier"], extra["bias"], extra["thresholds"],
+                     extra["flip"], out, resolve_threads(num_threads))
+    return out
