@@ -1,0 +1,77 @@
+// Driver of the int8 AdderNet inference kernel: packs output positions of one image as rows of
+// K = KH*KW*C offset-binary bytes (x ^ 0x80, so the unsigned |a - b| of (V)PSADBW equals the signed
+// one), padded positions filled with pad_value ^ 0x80, the row tail (up to a multiple of 32) with 0
+// in both operands so it adds |0 - 0| = 0; then runs the ISA's SAD tiles.
+#include <algorithm>
+#include <cstring>
+
+#include "adder/adder.h"
+#include "adder/buffer.h"
+#include "adder/reference.h"
+#include "adder/tiles.h"
+#include "common/parallel.h"
+
+namespace onebit::adder {
+
+namespace {
+
+constexpr int64_t kChunkBytes = 96 * 1024;  // packed input rows per chunk: about this many bytes
+
+void xor_copy(uint8_t* dst, const int8_t* src, int64_t n) {
+  for (int64_t q = 0; q < n; ++q) dst[q] = static_cast<uint8_t>(src[q]) ^ 0x80u;
+}
+
+}  // namespace
+
+void int8_conv2d(const int8_t* x, const int8_t* w, int8_t pad_value, const float* multiplier,
+                 const float* bias, float* y, const ConvGeometry& g, int num_threads) {
+  check_geometry(g);
+  if (!use_avx2_kernels())
+    return ref::int8_conv2d(x, w, pad_value, multiplier, bias, y, g, num_threads);
+#if defined(ONEBIT_X86)
+  const int nt = num_threads > 0 ? num_threads : default_num_threads();
+  const int64_t OH = g.oh(), OW = g.ow(), C = g.c, M = g.cout;
+  const int64_t K = g.kh * g.kw * C, kp = (K + 31) / 32 * 32;
+  const uint8_t pad_byte = static_cast<uint8_t>(pad_value) ^ 0x80u;
+
+  ScratchBuffer<uint8_t> wp(static_cast<size_t>(M * kp));
+  for (int64_t t = 0; t < M; ++t) {
+    xor_copy(wp.data() + t * kp, w + t * K, K);
+    std::memset(wp.data() + t * kp + K, 0, static_cast<size_t>(kp - K));
+  }
+
+  int64_t rows = std::clamp<int64_t>(kChunkBytes / (kp * OW), 1, OH);
+  if (g.n < nt) {
+    const int64_t want = (nt + g.n - 1) / g.n;
+    rows = std::min(rows, std::max<int64_t>(1, (OH + want - 1) / want));
+  }
+  const int64_t nchunks = (OH + rows - 1) / rows;
+  parallel_for(g.n * nchunks, nt, 1, [&](int64_t begin, int64_t end) {
+    ScratchBuffer<uint8_t> xc(static_cast<size_t>(rows * OW * kp));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / nchunks, oh0 = (item % nchunks) * rows;
+      const int64_t oh1 = std::min(OH, oh0 + rows);
+      uint8_t* dst = xc.data();
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow, dst += kp) {
+          uint8_t* tap = dst;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t h = oh * g.sh - g.ph + i;
+            for (int64_t j = 0; j < g.kw; ++j, tap += C) {
+              const int64_t v = ow * g.sw - g.pw + j;
+              if (h >= 0 && h < g.h && v >= 0 && v < g.w)
+                xor_copy(tap, x + ((n * g.h + h) * g.w + v) * C, C);
+              else
+                std::memset(tap, pad_byte, static_cast<size_t>(C));
+            }
+          }
+          std::memset(tap, 0, static_cast<size_t>(kp - K));
+        }
+      avx2::sad_chunk(xc.data(), (oh1 - oh0) * OW, wp.data(), M, kp, multiplier, bias,
+                      y + (n * OH + oh0) * OW * M, M);
+    }
+  });
+#endif
+}
+
+}  // namespace onebit::adder

@@ -1,0 +1,45 @@
+// Inner kernels of the optimized AdderNet path, one set per ISA. They work on one chunk of one
+// image that the drivers (train_f32.cpp, infer_int8.cpp) have packed: float columns
+// X[k, q] (k = (c*KH + i)*KW + j, q = output position in the chunk, row stride ldx % 8 == 0,
+// 32-byte aligned, padding columns finite), int8 rows in offset binary (byte ^ 0x80).
+#pragma once
+#include <cstdint>
+
+#include "dispatch.h"
+
+namespace onebit::adder {
+
+// Whether the drivers run the AVX2 kernels below (AVX2 or better selected) or the references.
+inline bool use_avx2_kernels() {
+#if defined(ONEBIT_X86)
+  const Isa isa = active_isa();
+  return isa == Isa::Avx2 || isa == Isa::Avx512;
+#else
+  return false;
+#endif
+}
+
+}  // namespace onebit::adder
+
+namespace onebit::adder::avx2 {
+
+// Y[t*ldy + q] = -sum_k |W[t*K + k] - X[k*ldx + q]|,  t < M, q < ncols.
+void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx, int64_t ncols,
+               float* Y, int64_t ldy);
+
+// D[r*ldd + q] = sum_t clip(WT[r*M + t] - X[r*ldx + q], -1, 1) * G[t*ldg + q],
+// r < nrows, q < roundup(ncols, 8) (ldd, ldg multiples of 8, 32-byte aligned).
+void dx_chunk(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G,
+              int64_t ldg, int64_t nrows, int64_t ncols, float* D, int64_t ldd);
+
+// DW[t*lddw + r] += sum_q G[t*ldg + q] * X[r*ldx + q],  t < M, r < nrows, q < roundup(ncols, 8)
+// (G is zero in its padding columns).
+void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* X, int64_t ldx, int64_t nrows,
+              int64_t ncols, float* DW, int64_t lddw);
+
+// Y[p*ldy + t] = fma(-sad(p, t), mult[t], bias[t]) with sad(p, t) = sum_b |Xc[p*kp + b] - Wc[t*kp + b]|
+// over kp bytes (kp % 32 == 0), p < np, t < M.
+void sad_chunk(const uint8_t* Xc, int64_t np, const uint8_t* Wc, int64_t M, int64_t kp,
+               const float* mult, const float* bias, float* Y, int64_t ldy);
+
+}  // namespace onebit::adder::avx2

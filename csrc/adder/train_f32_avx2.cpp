@@ -1,0 +1,231 @@
+// AVX2 + FMA inner kernels of the AdderNet float training op (see tiles.h for the contracts).
+// Each kernel is a register-blocked "GEMM" whose multiply-add is replaced by AdderNet's term:
+//   forward  acc[t][q] += |w - x|            4 filters x 24 positions, 3 ops per 8 terms
+//   dX       acc[r][q] += clip(w - x) * g    4 rows x 16 positions, 4 ops per 8 terms
+//   dW       acc[t][r] += g * x              4 filters x 3 rows (dF = G X^T - F sum G)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "adder/tiles.h"
+
+namespace onebit::adder::avx2 {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Stores the first `n` (1..8) lanes of v to dst.
+inline void store_partial(float* dst, __m256 v, int64_t n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(dst, v);
+    return;
+  }
+  alignas(32) float tmp[8];
+  _mm256_store_ps(tmp, v);
+  for (int64_t l = 0; l < n; ++l) dst[l] = tmp[l];
+}
+
+template <int MT, int NV>
+void fwd_tile(const float* W, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy,
+              int64_t ncols) {
+  __m256 acc[MT][NV];
+#pragma GCC unroll 4
+  for (int t = 0; t < MT; ++t)
+#pragma GCC unroll 3
+    for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_setzero_ps();
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t k = 0; k < K; ++k) {
+    const float* xr = X + k * ldx;
+    __m256 xv[NV];
+#pragma GCC unroll 3
+    for (int j = 0; j < NV; ++j) xv[j] = _mm256_load_ps(xr + 8 * j);
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) {
+      const __m256 wv = _mm256_broadcast_ss(W + t * K + k);
+#pragma GCC unroll 3
+      for (int j = 0; j < NV; ++j)
+        acc[t][j] = _mm256_add_ps(acc[t][j], _mm256_and_ps(_mm256_sub_ps(wv, xv[j]), absmask));
+    }
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+#pragma GCC unroll 4
+  for (int t = 0; t < MT; ++t)
+#pragma GCC unroll 3
+    for (int j = 0; j < NV; ++j)
+      store_partial(Y + t * ldy + 8 * j, _mm256_xor_ps(acc[t][j], sign), ncols - 8 * j);
+}
+
+template <int MK, int NV>
+void dx_tile(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G, int64_t ldg,
+             float* D, int64_t ldd) {
+  __m256 acc[MK][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < MK; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_setzero_ps();
+  const __m256 lo = _mm256_set1_ps(-1.0f), hi = _mm256_set1_ps(1.0f);
+  for (int64_t t = 0; t < M; ++t) {
+    __m256 gv[NV];
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j) gv[j] = _mm256_load_ps(G + t * ldg + 8 * j);
+#pragma GCC unroll 4
+    for (int r = 0; r < MK; ++r) {
+      const __m256 wv = _mm256_broadcast_ss(WT + r * M + t);
+#pragma GCC unroll 2
+      for (int j = 0; j < NV; ++j) {
+        __m256 d = _mm256_sub_ps(wv, _mm256_load_ps(X + r * ldx + 8 * j));
+        d = _mm256_min_ps(_mm256_max_ps(d, lo), hi);
+        acc[r][j] = _mm256_fmadd_ps(d, gv[j], acc[r][j]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MK; ++r)
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; ++j) _mm256_store_ps(D + r * ldd + 8 * j, acc[r][j]);
+}
+
+template <int MT, int MK>
+void dw_tile(const float* G, int64_t ldg, const float* X, int64_t ldx, int64_t nq, float* DW,
+             int64_t lddw) {
+  __m256 acc[MT][MK];
+#pragma GCC unroll 4
+  for (int t = 0; t < MT; ++t)
+#pragma GCC unroll 3
+    for (int r = 0; r < MK; ++r) acc[t][r] = _mm256_setzero_ps();
+  for (int64_t q = 0; q < nq; q += 8) {
+    __m256 xv[MK];
+#pragma GCC unroll 3
+    for (int r = 0; r < MK; ++r) xv[r] = _mm256_load_ps(X + r * ldx + q);
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) {
+      const __m256 gv = _mm256_load_ps(G + t * ldg + q);
+#pragma GCC unroll 3
+      for (int r = 0; r < MK; ++r) acc[t][r] = _mm256_fmadd_ps(gv, xv[r], acc[t][r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < MT; ++t)
+#pragma GCC unroll 3
+    for (int r = 0; r < MK; ++r) DW[t * lddw + r] += hsum(acc[t][r]);
+}
+
+template <int MP, int MT>
+void sad_tile(const uint8_t* X, const uint8_t* W, int64_t kp, const float* mult, const float* bias,
+              float* Y, int64_t ldy) {
+  __m256i acc[MP][MT];
+#pragma GCC unroll 4
+  for (int i = 0; i < MP; ++i)
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) acc[i][t] = _mm256_setzero_si256();
+  for (int64_t b = 0; b < kp; b += 32) {
+    __m256i xv[MP];
+#pragma GCC unroll 4
+    for (int i = 0; i < MP; ++i)
+      xv[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(X + i * kp + b));
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) {
+      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(W + t * kp + b));
+#pragma GCC unroll 4
+      for (int i = 0; i < MP; ++i)
+        acc[i][t] = _mm256_add_epi64(acc[i][t], _mm256_sad_epu8(xv[i], wv));
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MP; ++i)
+#pragma GCC unroll 4
+    for (int t = 0; t < MT; ++t) {
+      __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc[i][t]),
+                                _mm256_extracti128_si256(acc[i][t], 1));
+      s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+      const float sad = static_cast<float>(_mm_cvtsi128_si64(s));
+      Y[i * ldy + t] = std::fma(-sad, mult[t], bias[t]);
+    }
+}
+
+using FwdTile = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t);
+using DxTile = void (*)(const float*, int64_t, const float*, int64_t, const float*, int64_t,
+                        float*, int64_t);
+using DwTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+using SadTile = void (*)(const uint8_t*, const uint8_t*, int64_t, const float*, const float*,
+                         float*, int64_t);
+
+constexpr int kFwdT = 4, kFwdV = 3;  // forward tile: filters x position vectors
+constexpr int kDxR = 4, kDxV = 2;    // dX tile: rows x position vectors
+constexpr int kDwT = 4, kDwR = 3;    // dW tile: filters x rows
+constexpr int kSadP = 3, kSadT = 4;  // SAD tile: positions x filters
+
+const FwdTile kFwd[kFwdT][kFwdV] = {
+    {fwd_tile<1, 1>, fwd_tile<1, 2>, fwd_tile<1, 3>},
+    {fwd_tile<2, 1>, fwd_tile<2, 2>, fwd_tile<2, 3>},
+    {fwd_tile<3, 1>, fwd_tile<3, 2>, fwd_tile<3, 3>},
+    {fwd_tile<4, 1>, fwd_tile<4, 2>, fwd_tile<4, 3>}};
+const DxTile kDx[kDxR][kDxV] = {{dx_tile<1, 1>, dx_tile<1, 2>},
+                                {dx_tile<2, 1>, dx_tile<2, 2>},
+                                {dx_tile<3, 1>, dx_tile<3, 2>},
+                                {dx_tile<4, 1>, dx_tile<4, 2>}};
+const DwTile kDw[kDwT][kDwR] = {{dw_tile<1, 1>, dw_tile<1, 2>, dw_tile<1, 3>},
+                                {dw_tile<2, 1>, dw_tile<2, 2>, dw_tile<2, 3>},
+                                {dw_tile<3, 1>, dw_tile<3, 2>, dw_tile<3, 3>},
+                                {dw_tile<4, 1>, dw_tile<4, 2>, dw_tile<4, 3>}};
+const SadTile kSad[kSadP][kSadT] = {
+    {sad_tile<1, 1>, sad_tile<1, 2>, sad_tile<1, 3>, sad_tile<1, 4>},
+    {sad_tile<2, 1>, sad_tile<2, 2>, sad_tile<2, 3>, sad_tile<2, 4>},
+    {sad_tile<3, 1>, sad_tile<3, 2>, sad_tile<3, 3>, sad_tile<3, 4>}};
+
+}  // namespace
+
+void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx, int64_t ncols,
+               float* Y, int64_t ldy) {
+  for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kFwdV) {
+    const int64_t nv = std::min<int64_t>(kFwdV, (ncols - q0 + 7) / 8);
+    for (int64_t t0 = 0; t0 < M; t0 += kFwdT) {
+      const int64_t mt = std::min<int64_t>(kFwdT, M - t0);
+      kFwd[mt - 1][nv - 1](W + t0 * K, K, X + q0, ldx, Y + t0 * ldy + q0, ldy, ncols - q0);
+    }
+  }
+}
+
+void dx_chunk(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G,
+              int64_t ldg, int64_t nrows, int64_t ncols, float* D, int64_t ldd) {
+  for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kDxV) {
+    const int64_t nv = std::min<int64_t>(kDxV, (ncols - q0 + 7) / 8);
+    for (int64_t r0 = 0; r0 < nrows; r0 += kDxR) {
+      const int64_t mr = std::min<int64_t>(kDxR, nrows - r0);
+      kDx[mr - 1][nv - 1](WT + r0 * M, M, X + r0 * ldx + q0, ldx, G + q0, ldg,
+                          D + r0 * ldd + q0, ldd);
+    }
+  }
+}
+
+void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* X, int64_t ldx, int64_t nrows,
+              int64_t ncols, float* DW, int64_t lddw) {
+  const int64_t nq = (ncols + 7) / 8 * 8;
+  for (int64_t r0 = 0; r0 < nrows; r0 += kDwR) {
+    const int64_t mr = std::min<int64_t>(kDwR, nrows - r0);
+    for (int64_t t0 = 0; t0 < M; t0 += kDwT) {
+      const int64_t mt = std::min<int64_t>(kDwT, M - t0);
+      kDw[mt - 1][mr - 1](G + t0 * ldg, ldg, X + r0 * ldx, ldx, nq, DW + t0 * lddw + r0, lddw);
+    }
+  }
+}
+
+void sad_chunk(const uint8_t* Xc, int64_t np, const uint8_t* Wc, int64_t M, int64_t kp,
+               const float* mult, const float* bias, float* Y, int64_t ldy) {
+  for (int64_t t0 = 0; t0 < M; t0 += kSadT) {
+    const int64_t mt = std::min<int64_t>(kSadT, M - t0);
+    for (int64_t p0 = 0; p0 < np; p0 += kSadP) {
+      const int64_t mp = std::min<int64_t>(kSadP, np - p0);
+      kSad[mp - 1][mt - 1](Xc + p0 * kp, Wc + t0 * kp, kp, mult + t0, bias + t0,
+                           Y + p0 * ldy + t0, ldy);
+    }
+  }
+}
+
+}  // namespace onebit::adder::avx2
