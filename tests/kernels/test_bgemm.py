@@ -1,0 +1,64 @@
+"""bgemm against the dot products of the unpacked +/-1 matrices, every ISA and output kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import onebit.kernels as K
+from _binary_helpers import all_isas, np_pack, random_pm1
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _operands(seed: int, m: int, n: int, k: int):
+    rng = np.random.default_rng(seed)
+    a, b = random_pm1(rng, (m, k)), random_pm1(rng, (n, k))
+    return rng, a, b, (a.astype(np.int64) @ b.astype(np.int64).T)
+
+
+@pytest.mark.parametrize("isa", all_isas())
+@SETTINGS
+@given(m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 700), threads=st.integers(1, 3),
+       seed=st.integers(0, 2**31))
+def test_bgemm_int32_equals_matmul(isa: str, m: int, n: int, k: int, threads: int, seed: int) -> None:
+    _, a, b, expect = _operands(seed, m, n, k)
+    with K.use_isa(isa):
+        out = K.bgemm(np_pack(a), np_pack(b), k, num_threads=threads)
+    assert out.dtype == np.int32 and out.shape == (m, n)
+    np.testing.assert_array_equal(out, expect)
+
+
+@pytest.mark.parametrize("isa", all_isas())
+@SETTINGS
+@given(m=st.integers(1, 20), n=st.integers(1, 100), k=st.integers(1, 300), seed=st.integers(0, 2**31))
+def test_bgemm_float_and_bits_outputs(isa: str, m: int, n: int, k: int, seed: int) -> None:
+    rng, a, b, acc = _operands(seed, m, n, k)
+    mult = rng.uniform(-2, 2, n).astype(np.float32)
+    bias = rng.uniform(-5, 5, n).astype(np.float32)
+    row = rng.uniform(0.1, 2, m).astype(np.float32)
+    thr = rng.integers(-k, k + 1, n).astype(np.float32)
+    flip = rng.random(n) < 0.5
+    pa, pb = np_pack(a), np_pack(b)
+    with K.use_isa(isa):
+        f = K.bgemm(pa, pb, k, output="float", multiplier=mult, bias=bias, row_scale=row)
+        bits = K.bgemm(pa, pb, k, output="bits", thresholds=thr, flip=flip, num_threads=2)
+    expect_f = (acc.astype(np.float32) * row[:, None]) * mult + bias
+    np.testing.assert_allclose(f, expect_f, rtol=1e-6, atol=1e-5)
+    neg = np.where(flip, acc > thr, acc < thr)
+    np.testing.assert_array_equal(bits, np_pack(np.where(neg, -1.0, 1.0)))
+
+
+def test_optimized_variants_equal_reference_bit_for_bit() -> None:
+    rng, a, b, _ = _operands(11, 37, 75, 517)
+    mult = rng.uniform(-2, 2, 75).astype(np.float32)
+    bias = rng.uniform(-5, 5, 75).astype(np.float32)
+    pa, pb = np_pack(a), np_pack(b)
+    with K.use_isa("reference"):
+        ref = K.bgemm(pa, pb, 517, output="float", multiplier=mult, bias=bias)
+    for isa in all_isas()[1:]:
+        with K.use_isa(isa):
+            got = K.bgemm(pa, pb, 517, output="float", multiplier=mult, bias=bias, num_threads=2)
+        np.testing.assert_array_equal(got, ref)
