@@ -1,0 +1,112 @@
+"""``convert``: a trained PyTorch model -> an :class:`~onebit.runtime.Graph` the runtime executes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from onebit.deploy.passes import materialize, run_passes
+from onebit.deploy.trace import ConversionError, trace
+from onebit.runtime.graph import Graph
+
+__all__ = ["convert"]
+
+
+def _method_name(model: nn.Module) -> str | None:
+    method = getattr(model, "onebit_method", None)
+    if method is None:
+        return None
+    if isinstance(method, str):
+        return method
+    name = getattr(method, "name", None)
+    return name if isinstance(name, str) else type(method).__name__
+
+
+def _input_shape(model: nn.Module, shape: Any) -> tuple[int, ...]:
+    if shape is None:
+        shape = getattr(model, "default_input_size", None)
+        if shape is None:
+            raise ValueError("convert needs the per-sample input shape: pass "
+                             "example_input_shape=(C, H, W) (or (F,) for a vector model)")
+    if (not isinstance(shape, Sequence) or len(shape) not in (1, 3)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError(f"example_input_shape must be (C, H, W) or (F,) of positive ints without "
+                         f"the batch axis, got {shape!r}")
+    return tuple(shape)
+
+
+def _normalization(norm: Any, channels: int) -> dict[str, list[float]] | None:
+    if norm is None:
+        return None
+    if isinstance(norm, Mapping):
+        mean, std = norm.get("mean"), norm.get("std")
+    elif isinstance(norm, Sequence) and len(norm) == 2:
+        mean, std = norm
+    else:
+        raise ValueError("normalization must be {'mean': [...], 'std': [...]} or (mean, std)")
+    mean = [float(v) for v in (mean if isinstance(mean, Sequence) else [mean])]
+    std = [float(v) for v in (std if isinstance(std, Sequence) else [std])]
+    if len(mean) == 1 and len(std) == 1 and channels > 1:
+        mean, std = mean * channels, std * channels
+    if len(mean) != channels or len(std) != channels or not all(
+            math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise ValueError(f"normalization needs {channels} finite means and {channels} positive "
+                         f"stds (one per input channel), got mean={mean}, std={std}")
+    return {"mean": mean, "std": std}
+
+
+def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = None,
+            class_names: Sequence[str] | None = None,
+            normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None) -> Graph:
+    """Convert a trained model (evaluated in eval mode) into an inference graph.
+
+    BatchNorm folds into the neighbouring layer (a per-channel threshold on the integer
+    accumulator where a sign follows), binary weights are packed 1 bit each with their
+    per-channel scale, and binary layers that feed binary layers exchange packed bits. See
+    :mod:`onebit.deploy.passes` for the rules.
+
+    Args:
+        model: a ``torch.nn.Module`` traceable by ``torch.fx`` (every registered onebit model is).
+        example_input_shape: per-sample input shape ``(C, H, W)``; defaults to the model's
+            ``default_input_size`` (set by ``onebit.models.create``).
+        class_names: optional label per output, stored in the file.
+        normalization: ``{"mean": [...], "std": [...]}`` per input channel, applied to pixels
+            scaled to [0, 1] by ``Model.preprocess`` (stored, never applied by ``model(x)``).
+
+    Raises:
+        ConversionError: a layer or function has no equivalent; the message names its module
+            path and why.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    shape = _input_shape(model, example_input_shape)
+    norm = _normalization(normalization, shape[0]) if len(shape) == 3 else None
+    if normalization is not None and len(shape) != 3:
+        raise ValueError("normalization applies to image models (input shape (C, H, W))")
+    was_training = model.training
+    model.eval()
+    try:
+        nodes, input_name, output_name = trace(model, shape)
+        if not nodes:
+            raise ConversionError("the model has no ops to convert (its output is its input)")
+        nodes = run_passes(nodes, output_name)
+        graph_nodes, tensors = materialize(nodes)
+    finally:
+        model.train(was_training)
+    from onebit import __version__
+
+    metadata: dict[str, Any] = {"method": _method_name(model), "onebit_version": __version__}
+    if class_names is not None:
+        metadata["class_names"] = [str(c) for c in class_names]
+    if norm is not None:
+        metadata["normalization"] = norm
+    graph = Graph(nodes=graph_nodes, tensors=tensors, input_shape=shape, output=output_name,
+                  input=input_name, metadata=metadata)
+    infos = graph.validate()
+    if class_names is not None and infos[output_name].shape != (len(metadata["class_names"]),):
+        raise ValueError(f"{len(metadata['class_names'])} class_names for a model with output "
+                         f"shape {infos[output_name].shape}")
+    return graph

@@ -1,0 +1,246 @@
+"""Rewrites of the primitive ops into the inference graph: fold, fuse, pack.
+
+In order:
+
+1. ``hardtanh -> maxpool`` becomes ``maxpool -> hardtanh`` (monotone maps commute with max), and
+   ``hardtanh -> sign`` becomes ``sign``: ``sign(clip(x, lo, hi)) = sign(x)`` when ``lo < 0 <= hi``.
+2. BatchNorm (``channel_affine``) folds into the output affine ``y * mult + bias`` of the conv,
+   linear or adder layer before it (``mult *= s``, ``bias = bias * s + t``), also across a max
+   pool when every scale ``s`` is positive (``max(s a + t) = s max(a) + t``).
+3. ``sign -> conv2d/linear`` with binary weights becomes ``bconv2d`` / ``blinear`` (the binary op
+   takes the real input and packs its sign), when the conv has no groups or dilation and pads
+   with 0 or +/-1.
+4. A binary op whose output only feeds binary ops writes packed bits: its affine and the sign
+   that follows fold into one integer threshold per channel (see :func:`thresholds`).
+5. Ops whose result is never used are dropped; then :func:`materialize` packs weights and names
+   the tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from onebit.deploy.trace import ConversionError, PNode
+from onebit.kernels import sign_thresholds
+from onebit.runtime.binary_ops import pack_signs
+from onebit.runtime.graph import Node
+
+__all__ = ["materialize", "run_passes", "thresholds"]
+
+_AFFINE_OPS = ("conv2d", "linear", "adder_conv2d", "bconv2d", "blinear")
+_BINARY_OPS = ("bconv2d", "blinear")
+
+
+def _consumers(nodes: list[PNode], output: str) -> dict[str, list[Any]]:
+    users: dict[str, list[Any]] = defaultdict(list)
+    for node in nodes:
+        for name in node.inputs:
+            users[name].append(node)
+    users[output].append("graph output")
+    return users
+
+
+def _producers(nodes: list[PNode]) -> dict[str, PNode]:
+    return {n.output: n for n in nodes}
+
+
+def _clip_after_maxpool(nodes: list[PNode], output: str) -> list[PNode]:
+    """``clip/relu -> maxpool`` becomes ``maxpool -> clip/relu``: a monotone elementwise map
+    commutes with max (padding is -inf and never wins), and the map then runs on fewer values."""
+    changed = True
+    while changed:
+        changed = False
+        users = _consumers(nodes, output)
+        for i, act in enumerate(nodes):
+            if act.op not in ("hardtanh", "relu") or len(users[act.output]) != 1:
+                continue
+            pool = users[act.output][0]
+            if isinstance(pool, str) or pool.op != "maxpool2d":
+                continue
+            a, b, c = act.inputs[0], act.output, pool.output
+            pool.inputs, pool.output, act.inputs, act.output = [a], b, [b], c
+            j = nodes.index(pool)
+            nodes[i], nodes[j] = pool, act
+            changed = True
+            break
+    return nodes
+
+
+def _bypass_clip_before_sign(nodes: list[PNode], output: str) -> None:
+    prod = _producers(nodes)
+    users = _consumers(nodes, output)
+    for node in nodes:
+        if node.op != "sign" or any(not isinstance(u, str) and u.attrs.get("xnor_k")
+                                    for u in users[node.output]):
+            continue  # XNOR's K uses |x| of the clipped input: keep the clip there
+        src = prod.get(node.inputs[0])
+        while src is not None and src.op == "hardtanh" and src.attrs["min_val"] < 0 <= \
+                src.attrs["max_val"]:
+            node.inputs = [src.inputs[0]]
+            src = prod.get(src.inputs[0])
+
+
+def _fold(target: PNode, s: np.ndarray, t: np.ndarray) -> None:
+    target.arrays["mult"] = target.arrays["mult"] * s
+    target.arrays["bias"] = target.arrays["bias"] * s + t
+
+
+def _fold_batchnorm(nodes: list[PNode], output: str) -> list[PNode]:
+    removed: set[int] = set()
+    for bn in nodes:
+        if bn.op != "channel_affine":
+            continue
+        users = _consumers(nodes, output)
+        prod = _producers(nodes)
+        s, t = bn.arrays["scale"], bn.arrays["shift"]
+        src = prod.get(bn.inputs[0])
+        if src is None or len(users[src.output]) != 1:
+            continue
+        if src.op in _AFFINE_OPS:
+            _fold(src, s, t)
+            src.output = bn.output
+            removed.add(id(bn))
+            nodes = [n for n in nodes if id(n) not in removed]
+        elif src.op == "maxpool2d" and np.all(s > 0):
+            inner = prod.get(src.inputs[0])
+            if inner is not None and inner.op in _AFFINE_OPS and len(users[inner.output]) == 1:
+                _fold(inner, s, t)
+                src.output = bn.output
+                removed.add(id(bn))
+                nodes = [n for n in nodes if id(n) not in removed]
+    return nodes
+
+
+def _fuse_binary(nodes: list[PNode]) -> None:
+    prod = _producers(nodes)
+    for node in nodes:
+        if node.op not in ("conv2d", "linear"):
+            continue
+        src = prod.get(node.inputs[0])
+        fusable = "weight_neg" in node.arrays and src is not None and src.op == "sign"
+        if node.op == "conv2d":
+            a = node.attrs
+            fusable = fusable and a["groups"] == 1 and a["dilation"] == [1, 1] and \
+                a["pad_value"] in (-1.0, 0.0, 1.0)
+            xnor_k = a.pop("xnor_k")
+            a.pop("k_source")  # the real input K is computed from: the sign's input, by trace
+            if xnor_k and not fusable:
+                raise ConversionError(f"{node.name}: XNOR's K map needs a binary convolution "
+                                      "(sign input, binary weights, no groups or dilation)")
+            if fusable:
+                del a["groups"], a["dilation"]
+                a["xnor_k"] = xnor_k
+        if fusable:
+            node.op = "bconv2d" if node.op == "conv2d" else "blinear"
+            node.inputs = [src.inputs[0]]
+
+
+def _pack_outputs(nodes: list[PNode], output: str) -> None:
+    users = _consumers(nodes, output)
+    for node in nodes:
+        if node.op in _BINARY_OPS:
+            node.attrs["output"] = "float"
+    for node in nodes:
+        if node.op not in _BINARY_OPS:
+            continue
+        us = users[node.output]
+        if us and all(not isinstance(u, str) and u.op in _BINARY_OPS and not u.attrs.get("xnor_k")
+                      for u in us):
+            node.attrs["output"] = "bits"
+
+
+def _prune(nodes: list[PNode], output: str) -> list[PNode]:
+    needed = {output}
+    kept: list[PNode] = []
+    for node in reversed(nodes):
+        if node.output in needed:
+            kept.append(node)
+            needed.update(node.inputs)
+    return kept[::-1]
+
+
+def run_passes(nodes: list[PNode], output: str) -> list[PNode]:
+    """Apply the rewrites listed in the module docstring; returns the new node list."""
+    nodes = _clip_after_maxpool(nodes, output)
+    _bypass_clip_before_sign(nodes, output)
+    nodes = _prune(nodes, output)
+    nodes = _fold_batchnorm(nodes, output)
+    _fuse_binary(nodes)
+    nodes = _prune(nodes, output)
+    _pack_outputs(nodes, output)
+    return nodes
+
+
+def thresholds(mult: np.ndarray, bias: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``sign(acc * mult + bias)`` into integer thresholds on ``acc`` in ``[-n, n]``.
+
+    ``sign(z) = +1`` iff ``z >= 0``. For ``mult > 0``: iff ``acc >= -bias/mult``, so the output
+    is -1 (bit 1) iff ``acc < T`` with ``T = ceil(-bias/mult)``. For ``mult < 0`` the comparison
+    flips: -1 iff ``acc > T`` with ``T = floor(-bias/mult)`` (``flip = 1``). ``mult = 0`` gives
+    the constant ``sign(bias)``. (:func:`onebit.kernels.sign_thresholds` does the arithmetic.)
+    T is clamped to ``[-(n+1), n+1]``, where the comparison is already constant over ``acc``;
+    returns ``(T int32, flip uint8)``.
+    """
+    t, flip = sign_thresholds(mult, bias)
+    t = np.clip(t.astype(np.float64), -(n + 1), n + 1)
+    return t.astype(np.int32), flip.astype(np.uint8)
+
+
+def _pack_rows(neg: np.ndarray) -> np.ndarray:
+    """bool ``[O, C]`` or ``[O, C, kh, kw]`` (True = -1) -> packed ``[O, (kh, kw,) ceil(C/32)]``."""
+    if neg.ndim == 4:
+        neg = neg.transpose(0, 2, 3, 1)
+    return pack_signs(np.where(neg, np.float32(-1), np.float32(1)))
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def materialize(nodes: list[PNode]) -> tuple[list[Node], dict[str, np.ndarray]]:
+    """Turn primitive nodes into graph nodes plus named float32 / packed tensors."""
+    out_nodes: list[Node] = []
+    tensors: dict[str, np.ndarray] = {}
+    for index, p in enumerate(nodes):
+        attrs = dict(p.attrs)
+        arr: dict[str, np.ndarray] = {}
+        a = p.arrays
+        if p.op in ("conv2d", "linear"):
+            if "weight" in a:
+                w = a["weight"] * a["mult"].reshape((-1,) + (1,) * (a["weight"].ndim - 1))
+                arr["weight"] = _f32(w)
+            else:
+                arr["weight_bits"] = _pack_rows(a["weight_neg"])
+                arr["weight_scale"] = _f32(a["weight_scale"] * a["mult"])
+            if np.any(a["bias"] != 0):
+                arr["bias"] = _f32(a["bias"])
+        elif p.op in _BINARY_OPS:
+            arr["weight_bits"] = _pack_rows(a["weight_neg"])
+            m = a["weight_scale"] * a["mult"]
+            if attrs["output"] == "float":
+                arr["multiplier"], arr["bias"] = _f32(m), _f32(a["bias"])
+            else:
+                n = math.prod(a["weight_neg"].shape[1:])
+                arr["thresholds"], arr["flip"] = thresholds(m, a["bias"], n)
+        elif p.op == "adder_conv2d":
+            arr["weight"] = _f32(a["weight"])
+            if np.any(a["mult"] != 1):
+                arr["multiplier"] = _f32(a["mult"])
+            if np.any(a["bias"] != 0):
+                arr["bias"] = _f32(a["bias"])
+        elif p.op == "channel_affine":
+            arr["scale"], arr["shift"] = _f32(a["scale"]), _f32(a["shift"])
+        elif p.op == "prelu":
+            arr["weight"] = _f32(a["weight"])
+        roles = {}
+        for role, value in arr.items():
+            key = f"{index:03d}.{role}"
+            tensors[key] = value
+            roles[role] = key
+        out_nodes.append(Node(op=p.op, inputs=list(p.inputs), output=p.output,
+                              attrs=attrs, tensors=roles, name=p.name))
+    return out_nodes, tensors

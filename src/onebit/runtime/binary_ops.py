@@ -1,0 +1,94 @@
+"""Binary ops of the runtime on onebit's compiled kernels: sign packing, binary conv and dense.
+
+Operands follow onebit's bit convention (bit 1 for -1, i.e. x < 0, so sign(0) = +1; channels LSB
+first in uint32 words; tail bits 0). The kernels (:mod:`onebit.kernels`) compute the exact
+integer accumulator ``acc`` (+/-1 dot product; padded taps count as ``pad_value``) and one output
+transform, both described in :mod:`onebit.kernels.binary`:
+
+* float: ``y = acc * multiplier[o] + bias[o]`` (``acc * K[n, h, w] * multiplier[o] + bias[o]``
+  with XNOR-Net's map K);
+* bits: bit 1 (value -1) iff ``acc < thresholds[o]``, or iff ``acc > thresholds[o]`` where
+  ``flip[o]`` (a negative BatchNorm scale reverses the comparison).
+
+Each graph node's tensors are turned into kernel arguments once (:class:`BinaryArgs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from onebit import kernels
+from onebit.runtime import float_ops
+
+__all__ = ["BinaryArgs", "bconv2d", "blinear", "pack_signs", "unpack_signs", "xnor_k_map"]
+
+
+def pack_signs(x: np.ndarray) -> np.ndarray:
+    """Pack ``sign(x)`` along the last axis: ``[..., C]`` float -> ``[..., ceil(C/32)]`` uint32."""
+    return kernels.pack_bits(np.ascontiguousarray(x, dtype=np.float32), axis=-1)
+
+
+def unpack_signs(bits: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_signs`: ``[..., Cw]`` uint32 -> ``[..., n]`` float32 of +/-1."""
+    return kernels.unpack_bits(np.ascontiguousarray(bits), n, axis=-1)
+
+
+def xnor_k_map(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int]) -> np.ndarray:
+    """XNOR-Net's ``K = A (*) k``: ``A = mean_c |x|`` box-filtered with the conv's window
+    (zero padding counted, i.e. divided by kh*kw everywhere). NHWC ``x`` -> ``[N, Ho, Wo]``."""
+    a = np.abs(x).mean(axis=-1, dtype=np.float32, keepdims=True)
+    k = float_ops.avgpool2d(a, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
+                            divisor_override=None)
+    return np.ascontiguousarray(k[..., 0])
+
+
+@dataclass(frozen=True)
+class BinaryArgs:
+    """Kernel arguments of one bconv2d / blinear node, prepared once at load time (read-only)."""
+
+    weight_bits: np.ndarray
+    n: int  # in_channels (conv) or in_features (dense)
+    output: str
+    transform: dict[str, Any]
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    pad_value: float = 0.0
+    xnor_k: bool = False
+
+    @classmethod
+    def from_node(cls, attrs: dict[str, Any], tensors: dict[str, np.ndarray]) -> BinaryArgs:
+        if attrs["output"] == "float":
+            transform = {"multiplier": tensors["multiplier"], "bias": tensors["bias"]}
+        else:
+            transform = {"thresholds": tensors["thresholds"].astype(np.float32),
+                         "flip": tensors["flip"].astype(bool)}
+        conv = {}
+        if "kernel" in attrs:
+            conv = {"kernel": tuple(attrs["kernel"]), "stride": tuple(attrs["stride"]),
+                    "padding": tuple(attrs["padding"]), "pad_value": float(attrs["pad_value"]),
+                    "xnor_k": attrs["xnor_k"]}
+        n = attrs["in_channels"] if "in_channels" in attrs else attrs["in_features"]
+        return cls(np.ascontiguousarray(tensors["weight_bits"]), n, attrs["output"], transform,
+                   **conv)
+
+
+def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
+    """Binary conv of ``sign(x)`` (NHWC float, or already packed uint32) with the node's weights;
+    returns NHWC float32 or packed bits per the output transform."""
+    k_map = xnor_k_map(x, args.kernel, args.stride, args.padding) if args.xnor_k else None
+    bits = x if x.dtype == np.uint32 else pack_signs(x)
+    return kernels.bconv2d(bits, args.weight_bits, in_channels=args.n, stride=args.stride,
+                           padding=args.padding, pad_value=args.pad_value, output=args.output,
+                           k_map=k_map, num_threads=num_threads, **args.transform)
+
+
+def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
+    """Binary dense layer: ``acc = sign(x) . sign(W_o)`` per output, then the output transform."""
+    bits = x if x.dtype == np.uint32 else pack_signs(x)
+    return kernels.bgemm(bits, args.weight_bits, args.n, output=args.output,
+                         num_threads=num_threads, **args.transform)

@@ -1,0 +1,185 @@
+"""Float ops of the runtime in NumPy, on NHWC float32 feature maps (``[N, F]`` for vectors).
+
+Each function is pure: it allocates its output and never writes to its inputs or to shared state,
+so one model can run from several threads at once. Convolutions use im2col (a strided view of the
+padded input, copied in chunks of bounded size) and one matmul; PyTorch's semantics are followed
+for output sizes, ``ceil_mode``, ``count_include_pad`` and adaptive windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = [
+    "adaptive_pool2d",
+    "adder_conv2d",
+    "avgpool2d",
+    "conv2d",
+    "conv_weight_matrix",
+    "flatten",
+    "kbit",
+    "maxpool2d",
+    "window_out",
+]
+
+_CHUNK_ELEMENTS = 1 << 22  # im2col rows are built in chunks of at most ~16 MB
+
+
+def window_out(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False) -> int:
+    """Output length of a window op along one axis (PyTorch's rule, ceil_mode included)."""
+    num = size + 2 * p - (d * (k - 1) + 1)
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def conv_weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """``[O, C, kh, kw]`` -> ``[kh * kw * C, O]`` matching the (kh, kw, C) order of :func:`_cols`."""
+    o = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, o), dtype=np.float32)
+
+
+def _pad(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: float) -> np.ndarray:
+    if top == bottom == left == right == 0:
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int], dilation: tuple[int, int], pad_value: float,
+             out_hw: tuple[int, int]) -> np.ndarray:
+    """A strided view ``[N, Ho, Wo, kh, kw, C]`` of the padded input (no copy beyond the pad)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
+    need_h, need_w = (ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1
+    h, w = x.shape[1], x.shape[2]
+    xp = _pad(x, ph, max(0, need_h - h - ph), pw, max(0, need_w - w - pw), pad_value)
+    view = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))
+    view = view[:, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, :, ::dh, ::dw]
+    return view.transpose(0, 1, 2, 4, 5, 3)
+
+
+def _row_chunks(n: int, ho: int, row_elements: int):
+    """Yield (sample, first output row, end row) chunks of bounded im2col size."""
+    rows = max(1, _CHUNK_ELEMENTS // max(1, row_elements))
+    for i in range(n):
+        for r in range(0, ho, rows):
+            yield i, r, min(ho, r + rows)
+
+
+def conv2d(x: np.ndarray, wmat: np.ndarray, bias: np.ndarray | None, kernel: tuple[int, int],
+           stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+           groups: int, pad_value: float) -> np.ndarray:
+    """Float cross-correlation, NHWC in and out; ``wmat`` is ``conv_weight_matrix(w)`` per group
+    stacked as ``[groups, kh*kw*C/g, O/g]``. The input is padded with ``pad_value``."""
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    ho = window_out(h, kh, stride[0], padding[0], dilation[0])
+    wo = window_out(w, kw, stride[1], padding[1], dilation[1])
+    o_g = wmat.shape[2]
+    out = np.empty((n, ho, wo, groups * o_g), dtype=np.float32)
+    cg = c // groups
+    for g in range(groups):
+        xg = x if groups == 1 else x[..., g * cg:(g + 1) * cg]
+        view = _windows(xg, kernel, stride, padding, dilation, pad_value, (ho, wo))
+        k = kh * kw * cg
+        for i, r0, r1 in _row_chunks(n, ho, wo * k):
+            cols = view[i, r0:r1].reshape(-1, k)
+            out[i, r0:r1, :, g * o_g:(g + 1) * o_g] = (cols @ wmat[g]).reshape(r1 - r0, wo, o_g)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def adder_conv2d(x: np.ndarray, wmat: np.ndarray, kernel: tuple[int, int],
+                 stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+    """AdderNet: ``Y[n, h, w, o] = -sum_{i, j, c} |X_pad[n, h*s+i, w*s+j, c] - F[o, c, i, j]|``
+    (zero padding), with ``wmat`` = ``conv_weight_matrix(F)``. Chen et al., CVPR 2020."""
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    ho = window_out(h, kh, stride[0], padding[0])
+    wo = window_out(w, kw, stride[1], padding[1])
+    k, o = wmat.shape
+    view = _windows(x, kernel, stride, padding, (1, 1), 0.0, (ho, wo))
+    out = np.empty((n, ho, wo, o), dtype=np.float32)
+    for i, r0, r1 in _row_chunks(n, ho, wo * k * o):
+        cols = view[i, r0:r1].reshape(-1, k)
+        dist = np.abs(cols[:, :, None] - wmat[None, :, :]).sum(axis=1, dtype=np.float32)
+        out[i, r0:r1] = (-dist).reshape(r1 - r0, wo, o)
+    return out
+
+
+def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int], dilation: tuple[int, int], ceil_mode: bool) -> np.ndarray:
+    """Max over each window; padding never wins (it is -inf), as in ``torch.nn.MaxPool2d``."""
+    n, h, w, c = x.shape
+    ho = window_out(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    wo = window_out(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    view = _windows(x, kernel, stride, padding, dilation, -np.inf, (ho, wo))
+    return np.ascontiguousarray(view.max(axis=(3, 4)))
+
+
+def _avg_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool) -> np.ndarray:
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, size + p)
+    if include_pad:
+        return (end - start).astype(np.float32)
+    return (np.minimum(end, size) - np.maximum(start, 0)).astype(np.float32)
+
+
+def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int], ceil_mode: bool, count_include_pad: bool,
+              divisor_override: int | None) -> np.ndarray:
+    """Mean over each window with ``torch.nn.AvgPool2d``'s divisor rule."""
+    n, h, w, c = x.shape
+    ho = window_out(h, kernel[0], stride[0], padding[0], 1, ceil_mode)
+    wo = window_out(w, kernel[1], stride[1], padding[1], 1, ceil_mode)
+    view = _windows(x, kernel, stride, padding, (1, 1), 0.0, (ho, wo))
+    total = view.sum(axis=(3, 4), dtype=np.float32)
+    if divisor_override is not None:
+        return total / np.float32(divisor_override)
+    dh = _avg_divisors(h, ho, kernel[0], stride[0], padding[0], count_include_pad)
+    dw = _avg_divisors(w, wo, kernel[1], stride[1], padding[1], count_include_pad)
+    return total / (dh[:, None] * dw[None, :])[None, :, :, None]
+
+
+def adaptive_pool2d(x: np.ndarray, output_size: tuple[int, int], mode: str) -> np.ndarray:
+    """Adaptive average or max pooling: window ``i`` spans ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
+
+    Both reductions are separable, so rows are reduced first, then columns (oh + ow slices).
+    """
+    reduce = np.mean if mode == "avg" else np.max
+    for axis, out in ((1, output_size[0]), (2, output_size[1])):
+        size = x.shape[axis]
+        if out == 1:
+            x = reduce(x, axis=axis, keepdims=True)
+            continue
+        if size % out == 0:
+            shape = x.shape[:axis] + (out, size // out) + x.shape[axis + 1:]
+            x = reduce(x.reshape(shape), axis=axis + 1)
+            continue
+        parts = []
+        for i in range(out):
+            lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+            parts.append(reduce(np.take(x, np.arange(lo, hi), axis=axis), axis=axis,
+                                keepdims=True))
+        x = np.concatenate(parts, axis=axis)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """``torch.flatten(x, 1)`` of the NCHW tensor that NHWC ``x`` stores: C-major order."""
+    if x.ndim == 2:
+        return x
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def kbit(x: np.ndarray, bits: int) -> np.ndarray:
+    """k-bit uniform quantizer on [-1, 1] (XNOR-Net's extension):
+    ``q_k(x) = 2 * (round((2^k - 1) * (clip(x, -1, 1) + 1) / 2) / (2^k - 1) - 1/2)``;
+    ``round(v) = floor(v + 1/2)`` (half up), so that ``k = 1`` is ``sign`` with ``sign(0) = +1``."""
+    levels = np.float32(2 ** bits - 1)
+    v = levels * (np.clip(x, np.float32(-1), np.float32(1)) + np.float32(1)) / np.float32(2)
+    y = np.floor(v + np.float32(0.5))
+    return (np.float32(2) * (y / levels - np.float32(0.5))).astype(np.float32)

@@ -1,0 +1,218 @@
+"""The executor: a validated :class:`~onebit.runtime.graph.Graph` compiled into NumPy/kernel calls.
+
+``Model`` prepares every op once (weight matrices for im2col, packed weights as they are) and
+keeps only read-only state, so ``model(x)`` may run from several threads at once: each call keeps
+its activations in its own local dict and frees each value after its last use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from onebit.runtime import binary_ops, float_ops
+from onebit.runtime.container import read_container, write_container
+from onebit.runtime.errors import FormatError
+from onebit.runtime.graph import Graph, Node, ValueInfo
+from onebit.runtime.schema import graph_from_document, graph_to_document
+
+__all__ = ["Model", "load", "load_graph", "save_graph"]
+
+_Op = Callable[[list[np.ndarray], int | None], np.ndarray]
+
+
+def _pairs(attrs: dict[str, Any], *keys: str) -> list[tuple[int, int]]:
+    return [tuple(attrs[k]) for k in keys]
+
+
+def _float_weight(graph: Graph, node: Node, nbits: int) -> np.ndarray:
+    """The float weight of a conv2d/linear node: stored, or expanded from bits * scale."""
+    t = node.tensors
+    if "weight" in t:
+        return np.asarray(graph.tensors[t["weight"]], dtype=np.float32)
+    bits = graph.tensors[t["weight_bits"]]
+    signs = binary_ops.unpack_signs(bits, nbits)  # [O, (kh, kw,) C]
+    signs = signs * graph.tensors[t["weight_scale"]].reshape((-1,) + (1,) * (signs.ndim - 1))
+    return np.moveaxis(signs, -1, 1) if signs.ndim == 4 else signs  # -> [O, C, (kh, kw)]
+
+
+def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo]) -> _Op:
+    a, op = node.attrs, node.op
+    tensors = {role: graph.tensors[key] for role, key in node.tensors.items()}
+    bias = tensors.get("bias")
+    if op == "conv2d":
+        groups = a["groups"]
+        weight = _float_weight(graph, node, a["in_channels"] // groups)
+        o_g = a["out_channels"] // groups
+        wmat = np.stack([float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g])
+                         for g in range(groups)])
+        kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
+        pad_value = float(a["pad_value"])
+        return lambda xs, nt: float_ops.conv2d(xs[0], wmat, bias, kernel, stride, padding,
+                                               dilation, groups, pad_value)
+    if op == "linear":
+        wt = np.ascontiguousarray(_float_weight(graph, node, a["in_features"]).T)
+        if bias is None:
+            return lambda xs, nt: xs[0] @ wt
+        return lambda xs, nt: xs[0] @ wt + bias
+    if op in ("bconv2d", "blinear"):
+        args = binary_ops.BinaryArgs.from_node(a, tensors)
+        fn = binary_ops.bconv2d if op == "bconv2d" else binary_ops.blinear
+        return lambda xs, nt: fn(xs[0], args, nt)
+    if op == "adder_conv2d":
+        wmat = float_ops.conv_weight_matrix(tensors["weight"])
+        kernel, stride, padding = _pairs(a, "kernel", "stride", "padding")
+        mult = tensors.get("multiplier")
+
+        def adder(xs: list[np.ndarray], nt: int | None) -> np.ndarray:
+            y = float_ops.adder_conv2d(xs[0], wmat, kernel, stride, padding)
+            if mult is not None:
+                y *= mult
+            if bias is not None:
+                y += bias
+            return y
+        return adder
+    if op == "channel_affine":
+        scale, shift = tensors["scale"], tensors["shift"]
+        return lambda xs, nt: xs[0] * scale + shift
+    if op == "relu":
+        return lambda xs, nt: np.maximum(xs[0], np.float32(0))
+    if op == "hardtanh":
+        lo, hi = np.float32(a["min_val"]), np.float32(a["max_val"])
+        return lambda xs, nt: np.clip(xs[0], lo, hi)
+    if op == "prelu":
+        slope = tensors["weight"]
+        return lambda xs, nt: np.where(xs[0] >= 0, xs[0], xs[0] * slope).astype(np.float32)
+    if op == "sign":
+        if a["output"] == "bits":
+            return lambda xs, nt: binary_ops.pack_signs(xs[0])
+        return lambda xs, nt: np.where(xs[0] >= 0, np.float32(1), np.float32(-1))
+    if op == "kbit":
+        bits = a["bits"]
+        return lambda xs, nt: float_ops.kbit(xs[0], bits)
+    if op == "maxpool2d":
+        kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
+        return lambda xs, nt: float_ops.maxpool2d(xs[0], kernel, stride, padding, dilation,
+                                                  a["ceil_mode"])
+    if op == "avgpool2d":
+        kernel, stride, padding = _pairs(a, "kernel", "stride", "padding")
+        return lambda xs, nt: float_ops.avgpool2d(xs[0], kernel, stride, padding, a["ceil_mode"],
+                                                  a["count_include_pad"], a["divisor_override"])
+    if op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
+        size, mode = tuple(a["output_size"]), op[len("adaptive_"):-len("pool2d")]
+        return lambda xs, nt: float_ops.adaptive_pool2d(xs[0], size, mode)
+    if op == "flatten":
+        return lambda xs, nt: float_ops.flatten(xs[0])
+    if op == "add":
+        return lambda xs, nt: xs[0] + xs[1]
+    raise FormatError(f"op {op!r} has no runtime implementation")  # schema and runtime disagree
+
+
+class Model:
+    """A runnable onebit model. ``model(x)`` maps a float32 NCHW batch to float32 logits.
+
+    Build one with :func:`load` (from a ``.onebit`` file) or ``Model(graph)``. ``num_threads``
+    is passed to onebit's kernels (None: their default, see
+    :func:`onebit.kernels.set_default_num_threads`); NumPy's own BLAS threads are not changed.
+    """
+
+    def __init__(self, graph: Graph, num_threads: int | None = None) -> None:
+        if num_threads is not None and (type(num_threads) is not int or num_threads < 1):
+            raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
+        self.infos = graph.validate()
+        self.graph = graph
+        self.num_threads = num_threads
+        self._steps = [(_compile(graph, n, self.infos), list(n.inputs), n.output)
+                       for n in graph.nodes]
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for name in node.inputs:
+                last_use[name] = i
+        self._free = [[name for name in node.inputs if last_use[name] == i and name != graph.output]
+                      for i, node in enumerate(graph.nodes)]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.graph.input_shape
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.graph.class_names
+
+    def _check_input(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"input must be a float array (float32), got dtype {x.dtype}; for "
+                            "uint8 images use model(model.preprocess(images))")
+        shape = tuple(self.graph.input_shape)
+        if x.shape == shape:
+            raise ValueError(f"input has shape {x.shape}: add the batch axis, e.g. x[None] "
+                             f"(expected (N, {', '.join(map(str, shape))}))")
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"input must have shape (N, {', '.join(map(str, shape))}), got "
+                             f"{x.shape}")
+        x = x.astype(np.float32, copy=False)
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits (float32, ``[N, classes]``) for a float NCHW batch ``x`` (already normalised)."""
+        values = {self.graph.input: self._check_input(x)}
+        for (fn, inputs, output), free in zip(self._steps, self._free):
+            values[output] = fn([values[name] for name in inputs], self.num_threads)
+            for name in free:
+                del values[name]
+        out = values[self.graph.output]
+        if out.ndim == 4:  # a feature-map output goes back to NCHW
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class indices (``int64 [N]``): the argmax of the logits."""
+        return np.argmax(self(x), axis=1)
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """Raw uint8 images (``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``) -> the float32
+        NCHW input: scaled to [0, 1], then normalised with the file's mean/std if it has them."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise TypeError(f"preprocess expects uint8 images, got {images.dtype}")
+        shape = tuple(self.graph.input_shape)
+        if len(shape) != 3:
+            raise ValueError("preprocess needs an image model (input shape (C, H, W))")
+        c = shape[0]
+        if images.ndim == 3 and c == 1:
+            images = images[:, None]
+        elif images.ndim == 4 and images.shape[1:] != shape and images.shape[-1] == c:
+            images = images.transpose(0, 3, 1, 2)
+        if images.ndim != 4 or images.shape[1:] != shape:
+            raise ValueError(f"images of shape {images.shape} do not fit the model's input "
+                             f"{shape}")
+        x = images.astype(np.float32) / np.float32(255)
+        norm = self.graph.normalization
+        if norm:
+            mean = np.asarray(norm["mean"], np.float32).reshape(-1, 1, 1)
+            std = np.asarray(norm["std"], np.float32).reshape(-1, 1, 1)
+            x = (x - mean) / std
+        return x
+
+
+def save_graph(graph: Graph, path: str | os.PathLike[str]) -> int:
+    """Validate ``graph`` and write it as a ``.onebit`` file; return the file size in bytes."""
+    return write_container(path, graph_to_document(graph), graph.tensors)
+
+
+def load_graph(path: str | os.PathLike[str] | bytes) -> Graph:
+    """Read, check and return the graph of a ``.onebit`` file (or its bytes).
+
+    Raises :class:`~onebit.runtime.FormatError` for anything malformed; nothing in the file runs.
+    """
+    document, tensors = read_container(path)
+    return graph_from_document(document, tensors)
+
+
+def load(path: str | os.PathLike[str] | bytes, num_threads: int | None = None) -> Model:
+    """Load a ``.onebit`` file into a runnable :class:`Model` (torch-free)."""
+    return Model(load_graph(path), num_threads=num_threads)
