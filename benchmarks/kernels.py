@@ -1,0 +1,156 @@
+"""Binary conv2d (onebit.kernels.bconv2d) against PyTorch's float32 conv2d on ResNet-18 /
+Bi-Real-18 layer shapes at batch 1, at 1 and 2 threads, side by side in one run.
+
+Usage:
+    python benchmarks/kernels.py [--repeats 30] [--threads 1 2] [--out results.json]
+
+For every shape and thread count, the two kernels run alternately (torch.set_num_threads and
+num_threads set alike) and the medians of the repeats are reported. onebit's input is already
+packed (as when binary layers chain with output="bits") and its output is float32 with a folded
+BatchNorm (output="float", multiplier and bias), the form a Bi-Real block adds to its shortcut.
+"G bMAC/s" counts binary multiply-accumulates: out_pixels * C_out * kh * kw * C_in / time.
+The geometric mean of the speed-up is taken over the 3x3 shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import onebit.kernels as K
+
+# (name, H=W, C_in, C_out, kernel, stride)
+SHAPES = [
+    ("56x56x64 3x3 s1", 56, 64, 64, 3, 1),
+    ("28x28x128 3x3 s1", 28, 128, 128, 3, 1),
+    ("14x14x256 3x3 s1", 14, 256, 256, 3, 1),
+    ("7x7x512 3x3 s1", 7, 512, 512, 3, 1),
+    ("56x56x64 3x3 s2 ->128", 56, 64, 128, 3, 2),
+    ("28x28x128 3x3 s2 ->256", 28, 128, 256, 3, 2),
+    ("14x14x256 3x3 s2 ->512", 14, 256, 512, 3, 2),
+    ("56x56x64 1x1 s2 ->128", 56, 64, 128, 1, 2),
+    ("28x28x128 1x1 s2 ->256", 28, 128, 256, 1, 2),
+    ("14x14x256 1x1 s2 ->512", 14, 256, 512, 1, 2),
+]
+
+
+def _median_pair(f_a, f_b, repeats: int) -> tuple[float, float]:
+    """Runs f_a and f_b alternately; returns their median times in seconds."""
+    for _ in range(3):
+        f_a()
+        f_b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f_a()
+        t1 = time.perf_counter()
+        f_b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, hw, cin, cout, k, stride in SHAPES:
+        if shape_filter and shape_filter not in name:
+            continue
+        pad = k // 2
+        x = np.where(rng.random((1, cin, hw, hw)) < 0.5, -1.0, 1.0).astype(np.float32)
+        w = np.where(rng.random((cout, cin, k, k)) < 0.5, -1.0, 1.0).astype(np.float32)
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        xp, wp = K.pack_nchw(x), K.pack_conv_weight(w)
+        mult = rng.uniform(0.5, 1.5, cout).astype(np.float32)
+        bias = rng.uniform(-1, 1, cout).astype(np.float32)
+        # the two must agree before anything is timed
+        ref = F.conv2d(xt, wt, stride=stride, padding=pad).numpy().transpose(0, 2, 3, 1)
+        got = K.bconv2d(xp, wp, in_channels=cin, stride=stride, padding=pad)
+        if not np.array_equal(got, ref.astype(np.int32)):
+            raise SystemExit(f"{name}: onebit and PyTorch disagree; not benchmarking a wrong kernel")
+        ho = ref.shape[1]
+        macs = ho * ho * cout * k * k * cin
+        for t in threads:
+            torch.set_num_threads(t)
+            with torch.no_grad():
+                t_torch, t_onebit = _median_pair(
+                    lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
+                    lambda: K.bconv2d(xp, wp, in_channels=cin, stride=stride, padding=pad,
+                                      output="float", multiplier=mult, bias=bias, num_threads=t),
+                    repeats)
+            rows.append({
+                "shape": name, "threads": t, "torch_ms": t_torch * 1e3, "onebit_ms": t_onebit * 1e3,
+                "speedup": t_torch / t_onebit, "g_binary_macs": macs / t_onebit / 1e9,
+                "kernel": k, "macs": macs,
+            })
+    geo = {}
+    for t in threads:
+        ratios = [r["speedup"] for r in rows if r["threads"] == t and r["kernel"] == 3]
+        if ratios:
+            geo[str(t)] = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    scaling = {}
+    if 1 in threads and 2 in threads:
+        one = {r["shape"]: r["onebit_ms"] for r in rows if r["threads"] == 1}
+        scaling = {r["shape"]: one[r["shape"]] / r["onebit_ms"] for r in rows if r["threads"] == 2}
+    return {
+        "machine": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "isa": K.active_isa(),
+        "repeats": repeats,
+        "rows": rows,
+        "geomean_speedup_3x3": geo,
+        "onebit_2_thread_scaling": scaling,
+    }
+
+
+def print_table(res: dict) -> None:
+    print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} repeats")
+    head = f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'ratio':>6} {'G bMAC/s':>9}"
+    print(head)
+    print("-" * len(head))
+    for r in res["rows"]:
+        print(f"{r['shape']:<24} {r['threads']:>3} {r['torch_ms']:>9.3f} {r['onebit_ms']:>10.3f} "
+              f"{r['speedup']:>6.2f} {r['g_binary_macs']:>9.1f}")
+    for t, g in res["geomean_speedup_3x3"].items():
+        print(f"geometric mean speed-up over 3x3 shapes, {t} thread(s): {g:.2f}x")
+    if res["onebit_2_thread_scaling"]:
+        s = ", ".join(f"{k.split()[0]} {k.split()[1]} {k.split()[2]}: {v:.2f}x"
+                      for k, v in res["onebit_2_thread_scaling"].items())
+        print(f"onebit 2 threads vs 1: {s}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--shapes", default=None, help="only shapes whose name contains this text")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("benchmarks/kernels.py compares with PyTorch, which is not installed", file=sys.stderr)
+        return 1
+    res = run(args.repeats, args.threads, args.shapes)
+    print_table(res)
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
