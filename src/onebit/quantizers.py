@@ -218,13 +218,16 @@ class KBitFunction(Function):
     """XNOR-Net k-bit quantizer on [-1, 1].
 
     Forward ``q_k(x) = 2 * (round((2^k - 1) * (x + 1) / 2) / (2^k - 1) - 1/2)`` on ``clip(x, -1, 1)``,
-    rounding half up (``round(v) = floor(v + 1/2)``) so that ``q_1 = sign`` with ``sign(0) = +1``.
-    Backward straight-through within the range: ``dL/dx = dL/dq * 1[|x| <= 1]``.
+    rounding half up (``round(v) = floor(v + 1/2)``) so that ``q_1 = sign`` with ``sign(0) = +1``;
+    ``k = 1`` is computed as ``sign(x)`` directly (the formula would round tiny negatives, whose
+    ``(x + 1) / 2`` rounds to 1/2, up to +1). Backward straight-through within the range: ``dL/dx = dL/dq * 1[|x| <= 1]``.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, bits: int) -> torch.Tensor:
         ctx.save_for_backward(x)
+        if bits == 1:
+            return binary_sign(x)
         levels = float(2**bits - 1)
         v = levels * (x.clamp(-1, 1) + 1) / 2
         return 2 * (torch.floor(v + 0.5) / levels - 0.5)
@@ -619,7 +622,7 @@ class KBit(Quantizer):
     """XNOR-Net k-bit uniform quantizer on [-1, 1].
 
     Forward ``q_k(x) = 2 * (round((2^k - 1)(x + 1) / 2) / (2^k - 1) - 1/2)`` on ``clip(x, -1, 1)``
-    (round half up, so ``bits=1`` is ``sign`` with ``sign(0) = +1``); backward ``dL/dx = dL/dq *
+    (round half up; ``bits=1`` is exactly ``sign`` with ``sign(0) = +1``); backward ``dL/dx = dL/dq *
     1[|x| <= 1]``. Reference: Rastegari et al., "XNOR-Net", ECCV 2016, sec. 4 (k-bit extension).
     """
 
