@@ -1,6 +1,6 @@
 // Driver of the AdderNet float training op: packs a few output rows of one image at a time
 // (im2col rows k = (c*KH + i)*KW + j, zero padding as AdderNet's), runs the ISA's chunk kernels,
-// scatters dX back (col2im) and reduces dF over threads. Memory: per thread O(K * 512) floats,
+// scatters dX back (col2im) and reduces dF over threads in a fixed order. Memory: per thread O(K * 512) floats,
 // never the C_out x K x (N*OH*OW) difference tensor.
 //
 // dF is computed as G X^T - F * sum(G): sum_q (x_q - f) g_q = sum_q x_q g_q - f sum_q g_q exactly,
@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -175,17 +174,27 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
     for (int64_t t = 0; t < M; ++t)
       for (int64_t k = 0; k < K; ++k) wt[k * M + t] = w[t * K + k];
   }
-  std::vector<double> sum_g(dw != nullptr ? M : 0, 0.0);
-  if (dw != nullptr) std::fill(dw, dw + M * K, 0.0f);
-  std::mutex reduce_mutex;
+  // Per-thread partial dF sums, kept by the first item of the thread's range and added up in
+  // that order afterwards, so dF does not depend on thread timing (deterministic for a given
+  // thread count).
+  struct Partial {
+    std::vector<float> dw;
+    std::vector<double> sum_g;
+  };
+  const int64_t items = g.n * nblocks;
+  std::vector<std::unique_ptr<Partial>> partials(dw != nullptr ? items : 0);
 
-  parallel_for(g.n * nblocks, nt, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(items, nt, 1, [&](int64_t begin, int64_t end) {
     ScratchBuffer<float> col(static_cast<size_t>(rows_max * ldc));
     ScratchBuffer<float> gp(static_cast<size_t>(M * ldc));
     std::unique_ptr<ScratchBuffer<float>> dcol;
     if (dx != nullptr) dcol = std::make_unique<ScratchBuffer<float>>(rows_max * ldc);
-    std::vector<float> dw_local(dw != nullptr ? M * K : 0, 0.0f);
-    std::vector<double> sum_local(dw != nullptr ? M : 0, 0.0);
+    std::unique_ptr<Partial> part;
+    if (dw != nullptr) {
+      part = std::make_unique<Partial>();
+      part->dw.assign(static_cast<size_t>(M * K), 0.0f);
+      part->sum_g.assign(static_cast<size_t>(M), 0.0);
+    }
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / nblocks, blk = item % nblocks;
       const int64_t c0 = blk * g.c / nblocks, c1 = (blk + 1) * g.c / nblocks;
@@ -202,24 +211,27 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
           float* dst = gp.data() + t * ldc;
           std::memcpy(dst, gsrc + t * P, static_cast<size_t>(ncols) * sizeof(float));
           std::fill(dst + ncols, dst + ldc, 0.0f);
-          if (dw != nullptr && blk == 0) sum_local[t] += row_sum(dst, ncols);
+          if (part && blk == 0) part->sum_g[t] += row_sum(dst, ncols);
         }
         if (dxn != nullptr) {
           avx2::dx_chunk(wt.data() + k0 * M, M, col.data(), ldc, gp.data(), ldc, nr, ncols,
                          dcol->data(), ldc);
           col2im_add(dcol->data(), ldc, g, k0, k1, oh0, oh1, dxn);
         }
-        if (dw != nullptr)
-          avx2::dw_chunk(gp.data(), ldc, M, col.data(), ldc, nr, ncols, dw_local.data() + k0, K);
+        if (part)
+          avx2::dw_chunk(gp.data(), ldc, M, col.data(), ldc, nr, ncols, part->dw.data() + k0, K);
       }
     }
-    if (dw != nullptr) {
-      std::lock_guard<std::mutex> lock(reduce_mutex);
-      for (int64_t q = 0; q < M * K; ++q) dw[q] += dw_local[q];
-      for (int64_t t = 0; t < M; ++t) sum_g[t] += sum_local[t];
-    }
+    if (part) partials[begin] = std::move(part);
   });
   if (dw != nullptr) {
+    std::fill(dw, dw + M * K, 0.0f);
+    std::vector<double> sum_g(M, 0.0);
+    for (const auto& part : partials) {
+      if (!part) continue;
+      for (int64_t q = 0; q < M * K; ++q) dw[q] += part->dw[q];
+      for (int64_t t = 0; t < M; ++t) sum_g[t] += part->sum_g[t];
+    }
     for (int64_t t = 0; t < M; ++t) {
       const float s = static_cast<float>(sum_g[t]);
       for (int64_t k = 0; k < K; ++k) dw[t * K + k] -= w[t * K + k] * s;

@@ -20,6 +20,7 @@ from onebit.kernels._dispatch import (
     set_default_num_threads,
     use_isa,
 )
+from onebit.kernels.adder import adder_conv2d_f32, adder_int8, adder_output_shape
 from onebit.kernels.binary import (
     bconv2d,
     bconv2d_output_shape,
@@ -38,6 +39,9 @@ from onebit.kernels.bitpack import (
 
 __all__ = [
     "active_isa",
+    "adder_conv2d_f32",
+    "adder_int8",
+    "adder_output_shape",
     "bconv2d",
     "bconv2d_output_shape",
     "bgemm",

@@ -164,6 +164,11 @@ def adder_conv2d(
     ``C_out x (C_in*k*k) x (N*H*W)`` difference tensor is never built.
     """
     s, p, eta = _check_adder_args(x, weight, stride, padding, eta)
+    if x.device.type == "cpu" and x.dtype == torch.float32 and weight.device.type == "cpu":
+        # CPU float32: onebit's C++ kernels (onebit.ops.adder_conv2d, same math); torch otherwise
+        from onebit.ops.adder import adder_conv2d as compiled_adder_conv2d
+
+        return compiled_adder_conv2d(x, weight, s, p, eta)
     return _AdderConv2dFunction.apply(x, weight, s, p, eta)
 
 
