@@ -23,6 +23,7 @@ from onebit.methods import (
     binarize_,
     get_method,
     list_methods,
+    mark_float_,
 )
 from onebit.nn import AdderConv2d, LatentClipWarning, QuantConv2d, QuantLinear
 
@@ -249,3 +250,27 @@ def test_top_level_exports():
         assert getattr(onebit, name) is not None
     assert onebit.binarize_ is binarize_ and onebit.BWN is BWN
     assert Q.get(BNN().weight_quantizer()).needs_latent_clip
+
+
+def test_marked_layers_stay_float_under_every_rule():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.shortcut = mark_float_(nn.Sequential(nn.AvgPool2d(1), nn.Conv2d(4, 4, 1)))
+
+        def forward(self, x):
+            return self.conv(x) + self.shortcut(x)
+
+    def net():
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Block(), Block(), nn.Flatten(), nn.Linear(64, 3))
+
+    for name in ("bnn", "xnor", "bireal", "addernet"):
+        model = binarize_(net(), name)
+        for i in (1, 2):
+            assert type(model[i].shortcut[1]) is nn.Conv2d, (name, i)
+            assert type(model[i].conv) is not nn.Conv2d, (name, i)
+    model = binarize_(net(), "bwn", keep_float=["0"])
+    assert type(model[1].shortcut[1]) is nn.Conv2d and type(model[4]) is not nn.Linear
+    with pytest.raises(ValueError, match="convert nothing"):
+        binarize_(mark_float_(net()), "bnn")

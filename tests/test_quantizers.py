@@ -376,7 +376,7 @@ def test_register_custom_quantizer_class_and_function():
             self.scale = scale
 
         def forward(self, x):
-            return self.scale * Q.sign_ste(x)
+            return self.scale * Q.SignSTEFunction.apply(x, 1.0)
 
     @Q.register_quantizer("test_round")
     def my_round(x):

@@ -18,6 +18,9 @@ method        weights                              activations (inputs)      lay
 
 Rules ``binarize_`` applies (documented here because they change the model):
 
+- A layer marked with :func:`mark_float_` (attribute ``onebit_keep_float = True`` on it or on any
+  module containing it) always stays float: the way a model says "this is full precision by
+  design" (e.g. the 1x1 convolution of Bi-Real Net's downsampling shortcut).
 - "First" and "last" are the first and last ``nn.Conv2d`` / ``nn.Linear`` in registration order
   (``model.named_modules()``), which for ordinary models is execution order; pass ``keep_float``
   where it is not. The first layer never gets an input quantizer (its input is the raw data).
@@ -67,10 +70,15 @@ __all__ = [
     "get_method",
     "list_methods",
     "binarize_",
+    "mark_float_",
     "xnor_reorder_",
+    "KEEP_FLOAT_ATTR",
 ]
 
 _log = logging.getLogger(__name__)
+
+#: Module attribute that keeps a layer (or every layer inside a module) float under ``binarize_``.
+KEEP_FLOAT_ATTR = "onebit_keep_float"
 
 _METHODS: dict[str, type[Method]] = {}
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Identity, nn.LeakyReLU, nn.PReLU, nn.Tanh)
@@ -496,6 +504,21 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def mark_float_(module: nn.Module) -> nn.Module:
+    """Mark ``module`` (and every layer inside it) to stay full precision under :func:`binarize_`,
+    whatever the method; returns ``module``. Sets ``module.onebit_keep_float = True``."""
+    setattr(module, KEEP_FLOAT_ATTR, True)
+    return module
+
+
+def _marked_float(model: nn.Module, layers: list[tuple[str, nn.Module]]) -> set[str]:
+    prefixes = [n for n, m in model.named_modules() if getattr(m, KEEP_FLOAT_ATTR, False) is True]
+    return {
+        n for n, _ in layers
+        if any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)
+    }
+
+
 def _resolve_keep_float(
     keep_float: Any, method: Method, layers: list[tuple[str, nn.Module]]
 ) -> set[str]:
@@ -525,7 +548,8 @@ def binarize_(model: nn.Module, method: Any, *, keep_float: Any = None) -> nn.Mo
 
     ``keep_float``: None (the method's rule: first and last layer float, except BNN; AdderNet keeps
     the first conv and every Linear), a collection of qualified layer names that stay float
-    (replacing the rule), or a callable ``(name, module) -> bool``. See the module docstring for
+    (replacing the rule), or a callable ``(name, module) -> bool``. Layers marked with
+    :func:`mark_float_` stay float in every case. See the module docstring for
     the ReLU replacement and XNOR-Net reordering rules.
 
     Raises ValueError for a model with no ``nn.Conv2d`` / ``nn.Linear``, one that is already
@@ -555,7 +579,7 @@ def binarize_(model: nn.Module, method: Any, *, keep_float: Any = None) -> nn.Mo
             f"binarize_ found no nn.Conv2d or nn.Linear in {type(model).__name__}; the {method.name!r} "
             "method converts those layers only"
         )
-    keep = _resolve_keep_float(keep_float, method, layers)
+    keep = _resolve_keep_float(keep_float, method, layers) | _marked_float(model, layers)
     first = layers[0][0]
 
     plan: list[tuple[str, nn.Module]] = []

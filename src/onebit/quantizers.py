@@ -42,37 +42,15 @@ from torch.autograd import Function
 
 __all__ = [
     # registry
-    "Quantizer",
-    "register_quantizer",
-    "list_quantizers",
-    "get",
+    "Quantizer", "register_quantizer", "list_quantizers", "get",
     # quantizer modules
-    "Sign",
-    "ApproxSign",
-    "StochasticSign",
-    "ScaledSign",
-    "MagnitudeAwareSign",
-    "PeriodicSign",
-    "KBit",
-    "IdentityQuantizer",
-    "FunctionQuantizer",
-    # autograd functions
-    "SignSTEFunction",
-    "ApproxSignFunction",
-    "StochasticSignFunction",
-    "ScaledSignFunction",
-    "PeriodicSignFunction",
-    "KBitFunction",
-    # functional forms
-    "binary_sign",
-    "channel_l1_mean",
-    "sign_ste",
-    "approx_sign",
-    "stochastic_sign",
-    "scaled_sign",
-    "magnitude_aware_sign",
-    "periodic_sign",
-    "kbit_quantize",
+    "Sign", "ApproxSign", "StochasticSign", "ScaledSign", "MagnitudeAwareSign", "PeriodicSign",
+    "KBit", "IdentityQuantizer", "FunctionQuantizer",
+    # autograd functions (the math; usable directly as ``Fn.apply(x, ...)``)
+    "SignSTEFunction", "ApproxSignFunction", "StochasticSignFunction", "ScaledSignFunction",
+    "PeriodicSignFunction", "KBitFunction",
+    # helpers
+    "binary_sign", "channel_l1_mean",
 ]
 
 
@@ -236,61 +214,6 @@ class KBitFunction(Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad * _mask(x, 1.0), None
-
-
-# ----------------------------------------------------------------------------------------------
-# functional forms
-# ----------------------------------------------------------------------------------------------
-def sign_ste(x: torch.Tensor, clip: float | None = 1.0) -> torch.Tensor:
-    """``sign(x)`` with the straight-through gradient ``1[|x| <= clip]`` (BNN)."""
-    return SignSTEFunction.apply(x, _check_clip(clip))
-
-
-def approx_sign(x: torch.Tensor) -> torch.Tensor:
-    """``sign(x)`` with Bi-Real's ApproxSign gradient ``max(0, 2 - 2|x|)``."""
-    return ApproxSignFunction.apply(x)
-
-
-def stochastic_sign(
-    x: torch.Tensor, clip: float | None = 1.0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """``+1`` with probability ``clip((x+1)/2, 0, 1)`` else ``-1``; gradient ``1[|x| <= clip]``."""
-    return StochasticSignFunction.apply(x, _check_clip(clip), generator)
-
-
-def scaled_sign(w: torch.Tensor, clip: float | None = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """BWN/XNOR ``alpha * sign(W)``, ``alpha = ||W_c||_1 / n``; returns ``(W~, alpha)``.
-
-    Gradient ``dL/dW = dL/dW~ * (1/n + alpha * 1[|W| <= clip])``.
-    """
-    alpha = channel_l1_mean(w).detach()
-    return ScaledSignFunction.apply(w, alpha, _check_clip(clip), "xnor"), alpha
-
-
-def magnitude_aware_sign(
-    w: torch.Tensor, detach_scale: bool = False, clip: float | None = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bi-Real ``alpha * sign(W)``; returns ``(W~, alpha)``.
-
-    Gradient ``alpha * 1[|W| <= clip]`` (paper), or ``1[|W| <= clip]`` with ``detach_scale=True``
-    (official code).
-    """
-    alpha = channel_l1_mean(w).detach()
-    mode = "bireal_detached" if detach_scale else "bireal"
-    return ScaledSignFunction.apply(w, alpha, _check_clip(clip), mode), alpha
-
-
-def periodic_sign(w: torch.Tensor, omega0: float = 20.0, stage: int = 2) -> torch.Tensor:
-    """BiPer: stage 1 ``sin(omega0 w)`` (true gradient), stage 2 ``sign(sin(omega0 w))`` with the
-    gradient ``omega0 * cos(omega0 w)``."""
-    if stage == 1:
-        return torch.sin(omega0 * w)
-    return PeriodicSignFunction.apply(w, float(omega0))
-
-
-def kbit_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """XNOR-Net k-bit ``q_k`` on ``clip(x, -1, 1)`` with the straight-through gradient ``1[|x| <= 1]``."""
-    return KBitFunction.apply(x, int(bits))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""Analyses of onebit models and methods (NumPy only at import time).
+"""Analyses of onebit models and methods.
 
-``onebit.analysis.biper``: BiPer's closed-form quantization error and its Monte Carlo check.
+``onebit.analysis.biper``: BiPer's closed-form quantization error and its Monte Carlo check (NumPy
+only). ``onebit.analysis.summary``: per-layer precisions, memory and MACs of a torch model; its
+names are imported on first access, so ``import onebit.analysis`` never needs torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from onebit.analysis.biper import (
     biper_best_gamma,
@@ -15,6 +20,9 @@ from onebit.analysis.biper import (
     laplace_stratified_sample,
 )
 
+# name -> module that defines it (imported lazily: it needs torch)
+_LAZY = {"summarize": "onebit.analysis.summary", "xnor_speedup": "onebit.analysis.summary"}
+
 __all__ = [
     "biper_best_gamma",
     "biper_expected_abs_sin",
@@ -23,4 +31,18 @@ __all__ = [
     "biper_quantization_error",
     "biper_quantization_error_mc",
     "laplace_stratified_sample",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'onebit.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
