@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import optional_vector, require_array, require_int, resolve_threads
+from onebit.kernels._checks import require_array, require_int, resolve_threads
 
 __all__ = ["adder_conv2d_f32", "adder_int8", "adder_output_shape"]
 
@@ -40,6 +40,20 @@ def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
         return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
     v = require_int(value, name, minimum)
     return v, v
+
+
+def _channel_vector(value: Any, name: str, length: int) -> np.ndarray:
+    """A number (broadcast) or ``[length]`` numbers as a contiguous float32 vector."""
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number or a 1-D array of {length} numbers: {exc}") from None
+    if arr.ndim == 0:
+        return np.full(length, arr, dtype=np.float32)
+    if arr.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) (one value per output channel) or be "
+                         f"a number, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 def adder_output_shape(in_hw: Sequence[int], kernel_hw: Sequence[int], stride: Any = 1,
@@ -84,10 +98,10 @@ def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: An
         raise ValueError(f"pad_value_q must be an int8 value in [-128, 127], got {pad}")
     cout = w.shape[0]
     oh, ow = adder_output_shape(x.shape[1:3], w.shape[1:3], (sh, sw), (ph, pw))
-    mult = optional_vector(multiplier, "multiplier", cout)
-    if mult is None:
+    if multiplier is None:
         raise ValueError("multiplier must be a number or a [C_out] array (the shared scale s)")
-    b = optional_vector(bias if bias is not None else 0.0, "bias", cout)
+    mult = _channel_vector(multiplier, "multiplier", cout)
+    b = _channel_vector(0.0 if bias is None else bias, "bias", cout)
     out = np.empty((x.shape[0], oh, ow, cout), dtype=np.float32)
     _kernels.adder_int8_conv2d(x, w, pad, mult, b, out, sh, sw, ph, pw,
                                resolve_threads(num_threads))
