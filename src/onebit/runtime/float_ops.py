@@ -1,4 +1,5 @@
-"""Float ops of the runtime in NumPy, on NHWC float32 feature maps (``[N, F]`` for vectors).
+"""Float ops of the runtime, on NHWC float32 feature maps (``[N, F]`` for vectors): NumPy, and
+onebit's float AdderNet kernel.
 
 Each function is pure: it allocates its output and never writes to its inputs or to shared state,
 so one model can run from several threads at once. Convolutions use im2col (a strided view of the
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from onebit import kernels
 
 __all__ = [
     "adaptive_pool2d",
@@ -92,22 +95,13 @@ def conv2d(x: np.ndarray, wmat: np.ndarray, bias: np.ndarray | None, kernel: tup
     return out
 
 
-def adder_conv2d(x: np.ndarray, wmat: np.ndarray, kernel: tuple[int, int],
-                 stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+def adder_conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],
+                 padding: tuple[int, int], num_threads: int | None) -> np.ndarray:
     """AdderNet: ``Y[n, h, w, o] = -sum_{i, j, c} |X_pad[n, h*s+i, w*s+j, c] - F[o, c, i, j]|``
-    (zero padding), with ``wmat`` = ``conv_weight_matrix(F)``. Chen et al., CVPR 2020."""
-    n, h, w, c = x.shape
-    kh, kw = kernel
-    ho = window_out(h, kh, stride[0], padding[0])
-    wo = window_out(w, kw, stride[1], padding[1])
-    k, o = wmat.shape
-    view = _windows(x, kernel, stride, padding, (1, 1), 0.0, (ho, wo))
-    out = np.empty((n, ho, wo, o), dtype=np.float32)
-    for i, r0, r1 in _row_chunks(n, ho, wo * k * o):
-        cols = view[i, r0:r1].reshape(-1, k)
-        dist = np.abs(cols[:, :, None] - wmat[None, :, :]).sum(axis=1, dtype=np.float32)
-        out[i, r0:r1] = (-dist).reshape(r1 - r0, wo, o)
-    return out
+    (zero padding; Chen et al., CVPR 2020), NHWC in and out, on onebit's float adder kernel."""
+    y = kernels.adder_conv2d_f32(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), weight,
+                                 stride=stride, padding=padding, num_threads=num_threads)
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
 def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
@@ -178,7 +172,10 @@ def flatten(x: np.ndarray) -> np.ndarray:
 def kbit(x: np.ndarray, bits: int) -> np.ndarray:
     """k-bit uniform quantizer on [-1, 1] (XNOR-Net's extension):
     ``q_k(x) = 2 * (round((2^k - 1) * (clip(x, -1, 1) + 1) / 2) / (2^k - 1) - 1/2)``;
-    ``round(v) = floor(v + 1/2)`` (half up), so that ``k = 1`` is ``sign`` with ``sign(0) = +1``."""
+    ``round(v) = floor(v + 1/2)`` (half up); ``k = 1`` is ``sign`` with ``sign(0) = +1``, computed
+    directly (the formula would round tiny negatives up to +1), as the training quantizer does."""
+    if bits == 1:
+        return np.where(x >= 0, np.float32(1), np.float32(-1))
     levels = np.float32(2 ** bits - 1)
     v = levels * (np.clip(x, np.float32(-1), np.float32(1)) + np.float32(1)) / np.float32(2)
     y = np.floor(v + np.float32(0.5))

@@ -63,12 +63,12 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo]) -> _Op:
         fn = binary_ops.bconv2d if op == "bconv2d" else binary_ops.blinear
         return lambda xs, nt: fn(xs[0], args, nt)
     if op == "adder_conv2d":
-        wmat = float_ops.conv_weight_matrix(tensors["weight"])
-        kernel, stride, padding = _pairs(a, "kernel", "stride", "padding")
+        weight = np.ascontiguousarray(tensors["weight"])
+        stride, padding = _pairs(a, "stride", "padding")
         mult = tensors.get("multiplier")
 
         def adder(xs: list[np.ndarray], nt: int | None) -> np.ndarray:
-            y = float_ops.adder_conv2d(xs[0], wmat, kernel, stride, padding)
+            y = float_ops.adder_conv2d(xs[0], weight, stride, padding, nt)
             if mult is not None:
                 y *= mult
             if bias is not None:

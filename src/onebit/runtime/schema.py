@@ -49,6 +49,7 @@ MAX_CHANNELS = 1 << 20
 MAX_VALUE_ELEMENTS = 1 << 28
 MAX_WINDOW = 64  # kernel, stride, padding, dilation
 _NAME_LIMIT = 256
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _words(n: int) -> int:
@@ -89,8 +90,8 @@ class _Check:
 
     def number(self, key: str) -> float:
         v = self._attr(key)
-        if type(v) not in (int, float) or not math.isfinite(v):
-            raise self.fail(f"attribute {key!r} must be a finite number, got {v!r}")
+        if type(v) not in (int, float) or not abs(v) <= _FLOAT32_MAX:
+            raise self.fail(f"attribute {key!r} must be a finite float32 number, got {v!r:.40}")
         return float(v)
 
     def flag(self, key: str) -> bool:
@@ -403,7 +404,7 @@ def _check_metadata(meta: Any, out: ValueInfo) -> None:
         for key in ("mean", "std"):
             v = norm[key]
             if (not isinstance(v, list) or not v or len(v) > MAX_CHANNELS or not all(
-                    type(x) in (int, float) and math.isfinite(x) for x in v)):
+                    type(x) in (int, float) and abs(x) <= _FLOAT32_MAX for x in v)):
                 raise FormatError(f"normalization {key} must be a list of finite numbers")
         if len(norm["mean"]) != len(norm["std"]) or any(s <= 0 for s in norm["std"]):
             raise FormatError("normalization needs as many positive std values as means")
@@ -421,12 +422,13 @@ def validate_graph(graph: Graph) -> dict[str, ValueInfo]:
         if spec is None:
             raise FormatError(f"node {index}: unknown op {node.op!r:.80}; known ops: "
                               f"{', '.join(sorted(OPS))}")
+        if not isinstance(node.name, str) or len(node.name) > 1000:
+            raise FormatError(f"node {index} ({node.op}): name must be a string of at most 1000 "
+                              "characters")
         check = _Check(graph, index, node)
         if not isinstance(node.attrs, dict) or not isinstance(node.tensors, dict) or not all(
                 isinstance(v, str) for v in node.tensors.values()):
             raise check.fail("attrs must be an object and tensors an object of tensor names")
-        if not isinstance(node.name, str) or len(node.name) > 1000:
-            raise check.fail("name must be a string of at most 1000 characters")
         arity, infer = spec
         if not isinstance(node.inputs, list) or len(node.inputs) != arity:
             raise check.fail(f"takes {arity} input(s), got {node.inputs!r:.80}")
@@ -444,7 +446,7 @@ def validate_graph(graph: Graph) -> dict[str, ValueInfo]:
             raise check.fail(f"output shape {info.shape} is empty or exceeds "
                              f"{MAX_VALUE_ELEMENTS} elements")
         infos[out] = info
-    if graph.output not in infos:
+    if not isinstance(graph.output, str) or graph.output not in infos:
         raise FormatError(f"graph output {graph.output!r:.80} is not defined by any node")
     if infos[graph.output].kind != "float":
         raise FormatError("graph output must be a float value")
