@@ -1,0 +1,230 @@
+"""The ``onebit`` command line (also ``python -m onebit``).
+
+Commands::
+
+    onebit train --config configs/<recipe>.yaml [key.sub=value ...] [--resume [RUN_DIR]]
+    onebit eval CHECKPOINT [--data-dir DIR] [--accelerator gpu]
+    onebit summary MODEL [--method M] [--input-size C H W]
+    onebit list {models,methods,datasets,recipes}
+
+Any config field can be overridden as ``key.sub=value`` (the value is parsed as YAML). A user error
+(unknown model/method/dataset/config key, bad value, missing config or data) prints one line on
+stderr that names the fix and exits with status 2; no traceback (``ONEBIT_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "UserError"]
+
+PROG = "onebit"
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _recipes_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Train 1-bit and multiplication-free networks; inspect them.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a recipe (YAML config), with key.sub=value overrides")
+    t.add_argument("--config", "-c", help="recipe YAML (see `onebit list recipes`)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override any config field, e.g. optim.lr=0.01 trainer.max_epochs=2")
+    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint (the run of --config, "
+                        "or RUN_DIR)")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    t.add_argument("--data-dir", help="dataset directory (= data.data_dir=DIR)")
+    t.add_argument("--accelerator", choices=("cpu", "gpu", "cuda", "mps", "auto"),
+                   help="= trainer.accelerator")
+    t.add_argument("--devices", help="= trainer.devices (a number or 'auto')")
+    t.add_argument("--strategy", help="= trainer.strategy (auto, ddp, ddp_spawn, ...)")
+    t.add_argument("--output", help="parent directory of the run (= output.dir)")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved config and exit without training")
+
+    e = sub.add_parser("eval", help="score a trained model on the test split")
+    e.add_argument("checkpoint", help="a run directory, its model.safetensors or a .ckpt")
+    e.add_argument("--data-dir", help="dataset directory")
+    e.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu", "cuda", "mps", "auto"))
+    e.add_argument("--batch-size", type=int, help="evaluation batch size")
+    e.add_argument("--limit", type=int, help="score only the first N test images")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    s = sub.add_parser("summary", help="per-layer bits, params, memory and MACs of a model")
+    s.add_argument("model", help="a model name (see `onebit list models`)")
+    s.add_argument("--method", default="float", help="binarize with this method first")
+    s.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
+                   help="input size (default: the model's default_input_size)")
+    s.add_argument("--num-classes", type=int, default=10)
+    s.add_argument("--json", action="store_true", help="print rows and totals as JSON")
+
+    ls = sub.add_parser("list", help="list models, methods, datasets or recipes")
+    ls.add_argument("what", choices=("models", "methods", "datasets", "recipes"))
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from onebit.train.config import ConfigError, apply_overrides, load_config, validate
+
+    overrides = list(args.overrides)
+    for flag, key in (("data_dir", "data.data_dir"), ("accelerator", "trainer.accelerator"),
+                      ("strategy", "trainer.strategy"), ("output", "output.dir")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if args.devices is not None:
+        overrides.append(f"trainer.devices={args.devices}")
+    resume = args.resume
+    if args.config is None:
+        if not isinstance(resume, str):
+            raise ConfigError("give a recipe with --config configs/<recipe>.yaml (or --resume RUN_DIR "
+                              "to continue a run); `onebit list recipes` shows the recipes")
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"{resume} is not a run directory (no config.yaml); pass the "
+                              "directory a run wrote, e.g. runs/<name>")
+        cfg = load_config(saved)
+        cfg["output"]["dir"] = str(Path(resume).resolve().parent)
+        cfg["name"] = Path(resume).resolve().name
+    else:
+        cfg = load_config(args.config)
+        if isinstance(resume, str):
+            raise ConfigError("--resume RUN_DIR takes no --config (the run's own config.yaml is used); "
+                              "use --config X --resume to resume X's run")
+    cfg = apply_overrides(cfg, overrides) if overrides else validate(cfg)
+    if args.print_config:
+        from onebit.train.config import dump_yaml
+
+        print(dump_yaml(cfg), end="")
+        return 0
+    from onebit.train.runner import train
+
+    results = train(cfg, resume=bool(resume), overwrite=args.overwrite)
+    if results is not None:
+        from onebit.train.runner import run_dir_of
+
+        acc = results["test_acc"]
+        print(f"{cfg['name']}: test accuracy {100 * acc:.2f}% ({results['method']}, "
+              f"{results['model']}, {results['dataset']}); {results['steps']} steps in "
+              f"{results['wall_time_s']:.1f} s; run directory {run_dir_of(cfg)}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from onebit.train.runner import evaluate_checkpoint
+
+    res = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, accelerator=args.accelerator,
+                              batch_size=args.batch_size, test_subset=args.limit)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{res['checkpoint']}: test accuracy {100 * res['test_acc']:.2f}% "
+              f"(loss {res['test_loss']:.4f}, {res['test_samples']} images of {res['dataset']}; "
+              f"{res['method']} {res['model']})")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from onebit.train.build import _hint
+    from onebit.train.config import ConfigError
+
+    from onebit import binarize_
+    from onebit.analysis.summary import summarize
+    from onebit.methods import list_methods
+    from onebit.models import create, list_models, model_info
+
+    if args.model not in list_models():
+        raise ConfigError(f"unknown model {args.model!r}{_hint(args.model, list_models())}; known "
+                          f"models: {', '.join(list_models())}")
+    if args.method not in list_methods():
+        raise ConfigError(f"unknown method {args.method!r}{_hint(args.method, list_methods())}; "
+                          f"known methods: {', '.join(list_methods())}")
+    size = tuple(args.input_size) if args.input_size else model_info(args.model).default_input_size
+    if min(size) < 1:
+        raise ConfigError(f"--input-size must be positive, got {' '.join(map(str, size))}")
+    model = create(args.model, num_classes=args.num_classes, in_channels=size[0])
+    binarize_(model, args.method)
+    try:
+        s = summarize(model, size)
+    except RuntimeError as exc:
+        raise ConfigError(f"{args.model} cannot run on input size {size}: "
+                          f"{str(exc).splitlines()[0]}; pass a fitting --input-size C H W") from None
+    print(json.dumps(s.to_dict(), indent=2) if args.json else s.render())
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from onebit.models import list_models
+
+        names = list_models()
+    elif args.what == "methods":
+        from onebit.methods import list_methods
+
+        names = list_methods()
+    elif args.what == "datasets":
+        from onebit.data import list_datasets
+
+        names = list_datasets() + ["synthetic"]
+    else:
+        names = sorted(str(p) for p in _recipes_dir().glob("*.yaml"))
+    print("\n".join(names))
+    return 0
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from onebit.train.config import ConfigError
+
+    types: list[type[BaseException]] = [UserError, ConfigError]
+    try:
+        from onebit.data import ChecksumError, DatasetNotFoundError, DownloadError, IDXFormatError
+
+        types += [DatasetNotFoundError, ChecksumError, DownloadError, IDXFormatError]
+    except ImportError:  # pragma: no cover - data package always present
+        pass
+    return tuple(types)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``onebit`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = os.environ.get("ONEBIT_DEBUG", "") not in ("", "0")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        handler = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
+                   "list": _cmd_list}[args.command]
+        return handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not isinstance(exc, _user_error_types()):
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2

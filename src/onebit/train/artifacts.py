@@ -1,0 +1,226 @@
+"""What a run leaves behind: trained weights (safetensors + JSON config), metrics curves (PNG),
+``results.json``; and loading weights back for evaluation.
+
+Weights are stored as ``model.safetensors`` (no pickle: safe to load from elsewhere) whose
+metadata holds ``format = "onebit.train.weights"``, ``version`` and the stage's resolved ``config``
+(JSON), enough to rebuild the model with :func:`onebit.train.build.build_model`. Lightning's
+``.ckpt`` files (for resuming) are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from onebit.train.config import ConfigError
+
+__all__ = [
+    "WEIGHTS_FORMAT",
+    "WEIGHTS_VERSION",
+    "save_weights",
+    "load_weights_file",
+    "read_metrics",
+    "merge_metrics",
+    "set_aside_metrics",
+    "plot_curves",
+    "write_json",
+    "state_digest",
+]
+
+WEIGHTS_FORMAT = "onebit.train.weights"
+WEIGHTS_VERSION = 1
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def save_weights(model: nn.Module, config: dict[str, Any], path: Path) -> None:
+    """``model.state_dict()`` + the config as ``path`` (safetensors), written atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT, "version": str(WEIGHTS_VERSION),
+            "config": json.dumps(config, default=str)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state_dict, config)`` from a ``model.safetensors`` written by :func:`save_weights` or a
+    Lightning ``.ckpt`` written by onebit's trainer; a run directory means its final weights."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = [p / "model.safetensors"]
+        stages = sorted((p / "stages").glob("*/model.safetensors")) if (p / "stages").is_dir() else []
+        candidates += stages[-1:]
+        last = p / "checkpoints" / "last.ckpt"
+        candidates.append(last)
+        for c in candidates:
+            if c.is_file():
+                p = c
+                break
+        else:
+            raise ConfigError(f"{path}: no model.safetensors or checkpoints/last.ckpt in this run "
+                              "directory; has the run trained yet?")
+    if not p.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} not found; pass a run directory, its "
+                          "model.safetensors or a checkpoints/last.ckpt")
+    if p.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ConfigError(f"{p}: not a readable safetensors file ({exc})") from None
+        if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
+            raise ConfigError(f"{p}: not onebit training weights (no {WEIGHTS_FORMAT!r} metadata); "
+                              "use the model.safetensors a run directory holds")
+        if int(meta.get("version", "0")) > WEIGHTS_VERSION:
+            raise ConfigError(f"{p}: written by a newer onebit (weights format version "
+                              f"{meta['version']} > {WEIGHTS_VERSION}); upgrade onebit")
+        return state, json.loads(meta["config"])
+    try:
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for non-checkpoint files
+        raise ConfigError(f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    try:
+        config = ckpt["hyper_parameters"]["config"]
+        raw = ckpt["state_dict"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{p}: not a checkpoint written by onebit's trainer (no config)") from None
+    state = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+    return state, config
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (names, shapes and bytes, in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def set_aside_metrics(stage_dir: Path) -> None:
+    """Before a resumed run: move ``metrics.csv`` to ``metrics.part<k>.csv`` (Lightning's CSV
+    logger deletes an existing metrics file when it starts); :func:`merge_metrics` joins them."""
+    current = stage_dir / "metrics.csv"
+    if current.is_file():
+        k = len(list(stage_dir.glob("metrics.part*.csv")))
+        os.replace(current, stage_dir / f"metrics.part{k}.csv")
+
+
+def _metric_files(stage_dir: Path) -> list[Path]:
+    parts = sorted(stage_dir.glob("metrics.part*.csv"),
+                   key=lambda p: int(p.stem.removeprefix("metrics.part") or 0))
+    current = stage_dir / "metrics.csv"
+    return parts + ([current] if current.is_file() else [])
+
+
+def merge_metrics(stage_dir: Path) -> None:
+    """Join ``metrics.part*.csv`` and ``metrics.csv`` into ``metrics.csv``: one row per
+    (step, epoch) with the latest value of each metric (steps replayed after a resume override
+    the lost ones)."""
+    files = _metric_files(stage_dir)
+    if len(files) <= 1:
+        return
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    fields: list[str] = []
+    for path in files:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            for name in reader.fieldnames or []:
+                if name not in fields:
+                    fields.append(name)
+            for row in reader:
+                key = (row.get("epoch") or "", row.get("step") or "")
+                merged = rows.setdefault(key, {})
+                merged.update({k: v for k, v in row.items() if v not in (None, "")})
+    ordered = sorted(rows.items(), key=lambda kv: (float(kv[0][1] or 0), float(kv[0][0] or 0)))
+    tmp = stage_dir / ".metrics.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(r for _, r in ordered)
+    os.replace(tmp, stage_dir / "metrics.csv")
+    for path in files[:-1]:
+        path.unlink()
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's ``metrics.csv`` as ``{metric: [(step, value), ...]}``, one value per step
+    (a step logged twice, as after a resume, keeps its last value)."""
+    series: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(float(row.get("step") or 0))
+            except ValueError:
+                continue
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    v = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(v):
+                    series.setdefault(key, {})[step] = v
+    return {k: sorted(v.items()) for k, v in series.items()}
+
+
+def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> bool:
+    """Loss, accuracy and flip-ratio curves against the optimizer step; False if nothing to plot."""
+    series = read_metrics(metrics_csv)
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("loss", ("train_loss_step", "train_loss_epoch", "val_loss")),
+        ("accuracy", ("train_acc", "train_acc_epoch", "val_acc")),
+        ("binary weight flip ratio per epoch", ("flip_ratio",)),
+    ]
+    panels = [(t, [k for k in keys if k in series]) for t, keys in panels]
+    panels = [(t, keys) for t, keys in panels if keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
+        for key in keys:
+            xs, ys = zip(*series[key])
+            style = "-" if key.endswith("_step") else "o-"
+            ax.plot(xs, ys, style, label=key, linewidth=1.0 if key.endswith("_step") else 1.6,
+                    markersize=3, alpha=0.6 if key.endswith("_step") else 1.0)
+        ax.set_xlabel("optimizer step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+    return True

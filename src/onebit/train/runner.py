@@ -1,0 +1,482 @@
+"""Run a recipe: every stage with Lightning, checkpoints, resumption, results, curves; evaluation.
+
+Run directory ``<output.dir>/<name>/``::
+
+    config.yaml          the resolved recipe (overrides applied)
+    results.json         test accuracy, model size, epochs, steps, wall time, ... (final stage)
+    model.safetensors    final weights + config (single-stage runs; else in the last stage)
+    metrics.csv, tb/     Lightning's CSV and TensorBoard logs
+    curves.png           loss / accuracy / flip-ratio curves
+    checkpoints/last.ckpt   written atomically every ``trainer.ckpt_every_n_steps`` steps and
+                            every epoch; ``resume=True`` continues from it
+    stages/<i>-<name>/   the same per stage, for multi-stage recipes
+
+Stages run in order; stage ``i`` starts from stage ``i - 1``'s ``model.safetensors``
+(``init_from: previous``). A finished stage (its ``results.json`` exists) is skipped on resume.
+A ``bn_reestimate`` stage (Bi-Real, Liu et al. 2018, Sec. 3.3) sets every binary layer's latent
+weights to their binary values ``w := sign(Q(w))`` (then ``Q(w) = w``: deployment uses a plain
+sign), resets the BatchNorm statistics and re-estimates them as cumulative averages over
+``bn_reestimate.batches`` un-augmented training batches with every weight fixed (a learning rate of
+0); it makes no optimizer step.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from onebit.train import artifacts
+from onebit.train.build import binary_weight_layers, check_buildable, dataset_meta, load_weights_
+from onebit.train.config import ConfigError, dump_yaml, resolve_stages
+
+__all__ = ["run_dir_of", "train", "evaluate_checkpoint", "evaluate_model", "freeze_binary_weights_",
+           "reestimate_batchnorm_"]
+
+log = logging.getLogger("onebit.train")
+
+#: keys that may differ between a run and its resumption (they change nothing in the math)
+RESUME_FREE_KEYS = ("trainer.progress_bar", "trainer.threads", "trainer.accelerator",
+                    "trainer.log_every_n_steps", "data.num_workers", "data.data_dir")
+
+
+#: Lightning warnings that do not apply to onebit's loaders and logs
+_QUIET = (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
+          ".*exists and is not empty.*", ".*LeafSpec.*")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoTips())
+
+
+def run_dir_of(cfg: dict[str, Any]) -> Path:
+    return Path(cfg["output"]["dir"]) / cfg["name"]
+
+
+def _rank() -> int:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _device_for(cfg: dict[str, Any]) -> torch.device:
+    acc = cfg["trainer"]["accelerator"]
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if acc == "mps":
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _check_accelerator(cfg: dict[str, Any]) -> None:
+    acc = cfg["trainer"]["accelerator"]
+    if acc in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator=gpu but torch sees no CUDA GPU "
+                          "(torch.cuda.is_available() is False); use --accelerator cpu")
+    if acc == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps but MPS is not available; use --accelerator cpu")
+
+
+def _precision(cfg: dict[str, Any]) -> str:
+    """``auto``: bf16 autocast only for the float baseline on a GPU that supports it (sign and
+    straight-through masks of binary layers, and AdderNet's L1 sums, stay in float32)."""
+    p = cfg["trainer"]["precision"]
+    if p != "auto":
+        return p
+    if (_device_for(cfg).type == "cuda" and cfg["method"]["name"] == "float"
+            and torch.cuda.is_bf16_supported()):
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    fa, fb = _flatten(a), _flatten(b)
+    keys = sorted(set(fa) | set(fb))
+    return [k for k in keys if fa.get(k) != fb.get(k) and k not in RESUME_FREE_KEYS]
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def evaluate_model(module: Any, loader: Any, device: torch.device) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``module`` (an OnebitModule) over ``loader``."""
+    module = module.to(device).eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for images, labels in loader:
+        x = module.prepare_batch(images.to(device))
+        y = labels.to(device)
+        logits = module.model(x).float()
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += int(y.numel())
+    if total == 0:
+        raise ConfigError("the test split is empty; check data.test_subset")
+    return {"acc": correct / total, "loss": loss_sum / total, "samples": total}
+
+
+def _module_from_state(state: dict[str, torch.Tensor], config: dict[str, Any]):
+    from onebit.train.module import OnebitModule
+
+    module = OnebitModule(config)
+    missing = load_weights_(module.model, state, "checkpoint")
+    if missing:
+        raise ConfigError(f"checkpoint lacks {', '.join(missing[:5])}; it does not match its own "
+                          "config (written by another onebit version?)")
+    return module
+
+
+def evaluate_checkpoint(path: str, data_dir: str | None = None, accelerator: str = "cpu",
+                        batch_size: int | None = None, test_subset: int | None = None
+                        ) -> dict[str, Any]:
+    """Score a run directory, ``model.safetensors`` or ``.ckpt`` on its dataset's test split."""
+    from onebit.train.data import OnebitDataModule
+
+    state, config = artifacts.load_weights_file(path)
+    config = dict(config)
+    config["data"] = dict(config["data"])
+    config["trainer"] = dict(config["trainer"], accelerator=accelerator)
+    if data_dir is not None:
+        config["data"]["data_dir"] = data_dir
+    if batch_size is not None:
+        config["data"]["eval_batch_size"] = batch_size
+    config["data"]["test_subset"] = test_subset
+    _check_accelerator(config)
+    check_buildable(config)
+    module = _module_from_state(state, config)
+    dm = OnebitDataModule.from_config(config)
+    dm.setup("test")
+    res = evaluate_model(module, dm.test_dataloader(), _device_for(config))
+    return {"checkpoint": str(path), "method": config["method"]["name"],
+            "model": config["model"]["name"], "dataset": config["data"]["name"],
+            "test_acc": res["acc"], "test_loss": res["loss"], "test_samples": res["samples"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm re-estimation
+
+
+@torch.no_grad()
+def freeze_binary_weights_(model: nn.Module) -> int:
+    """Set the latent weights of every binary layer to ``sign(Q(w))`` and check ``Q`` maps them to
+    themselves (so the layer computes with plain signs). Returns the number of layers changed."""
+    layers = binary_weight_layers(model)
+    for name, layer in layers.items():
+        wq = layer.weight_quantizer
+        was = wq.training
+        wq.eval()
+        try:
+            q = layer.quantized_weight()
+            b = torch.where(q < 0, -torch.ones_like(q), torch.ones_like(q))
+            layer.weight.copy_(b)
+            if not torch.equal(layer.quantized_weight(), b):
+                raise ConfigError(f"bn_reestimate: the weight quantizer of {name} "
+                                  f"({getattr(wq, 'name', type(wq).__name__)}) does not map +-1 to "
+                                  "itself, so weights cannot be frozen at their binary values; "
+                                  "drop the bn_reestimate stage for this method")
+        finally:
+            wq.train(was)
+    return len(layers)
+
+
+@torch.no_grad()
+def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.device,
+                          progress: bool = True) -> int:
+    """Reset every BatchNorm's statistics and re-estimate them as cumulative averages (momentum
+    None) over ``batches`` batches of ``loader`` with all weights fixed; returns batches used."""
+    from tqdm.auto import tqdm
+
+    model = module.model.to(device)
+    module.to(device)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ConfigError("bn_reestimate: the model has no BatchNorm layer to re-estimate")
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.eval()
+    for bn in bns:
+        bn.train()
+    n = min(batches, len(loader))
+    used = 0
+    for images, _ in tqdm(loader, total=n, desc="BatchNorm re-estimation", disable=not progress,
+                          leave=False):
+        if used >= n:
+            break
+        model(module.prepare_batch(images.to(device)))
+        used += 1
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+    model.eval()
+    return used
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def _loggers(cfg: dict[str, Any], stage_dir: Path) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    out = [CSVLogger(save_dir=str(stage_dir), name="", version="")]
+    if cfg["output"]["tensorboard"]:
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            out.append(TensorBoardLogger(save_dir=str(stage_dir), name="tb", version="",
+                                         default_hp_metric=False))
+        except ModuleNotFoundError:  # tensorboard is optional
+            log.warning("tensorboard is not installed; writing CSV metrics only")
+    return out
+
+
+def _trainer(cfg: dict[str, Any], stage_dir: Path, ckpt_cb: Any, val: bool):
+    import lightning as L
+
+    t = cfg["trainer"]
+    kw: dict[str, Any] = {}
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if t[key] is not None:
+            kw[key] = t[key]
+    if not val:
+        kw["limit_val_batches"] = 0
+    accelerator = "gpu" if t["accelerator"] == "cuda" else t["accelerator"]
+    return L.Trainer(
+        max_epochs=t["max_epochs"], max_steps=t["max_steps"], accelerator=accelerator,
+        devices=t["devices"], num_nodes=t["num_nodes"], strategy=t["strategy"],
+        precision=_precision(cfg), logger=_loggers(cfg, stage_dir), callbacks=[ckpt_cb],
+        enable_checkpointing=True, enable_progress_bar=t["progress_bar"],
+        enable_model_summary=False, log_every_n_steps=t["log_every_n_steps"],
+        num_sanity_val_steps=0, deterministic=t["deterministic"],
+        gradient_clip_val=cfg["optim"]["gradient_clip_val"], default_root_dir=str(stage_dir), **kw,
+    )
+
+
+def _gather_digests(trainer: Any, digest: str) -> list[str]:
+    import torch.distributed as dist
+
+    if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return [digest]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, digest)
+    return [str(d) for d in out]
+
+
+def _barrier(trainer: Any) -> None:
+    if trainer is not None and trainer.world_size > 1:
+        trainer.strategy.barrier("onebit.stage_end")
+
+
+def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | None, resume: bool
+               ) -> dict[str, Any] | None:
+    import lightning as L
+
+    from onebit.analysis.summary import summarize
+    from onebit.train.callbacks import AtomicCheckpoint
+    from onebit.train.data import OnebitDataModule
+    from onebit.train.module import OnebitModule
+
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    if cfg["trainer"]["threads"]:
+        torch.set_num_threads(cfg["trainer"]["threads"])
+    dm = OnebitDataModule.from_config(cfg)
+    module = OnebitModule(cfg)
+    new_params: list[str] = []
+    if init is not None:
+        new_params = load_weights_(module.model, init[0], init[1])
+    device = _device_for(cfg)
+    trainer = None
+    digests: list[str] = []
+    initial_digest = artifacts.state_digest(module.model)
+    if cfg["kind"] == "bn_reestimate":
+        t0 = time.perf_counter()
+        frozen = freeze_binary_weights_(module.model)
+        dm.setup("fit")
+        used = reestimate_batchnorm_(module, dm.plain_train_loader(), cfg["bn_reestimate"]["batches"],
+                                     device, progress=cfg["trainer"]["progress_bar"])
+        wall, steps, epochs = time.perf_counter() - t0, 0, 0.0
+        extra = {"bn_batches": used, "binary_layers_frozen": frozen}
+    else:
+        ckpt_cb = AtomicCheckpoint(stage_dir / "checkpoints", cfg["trainer"]["ckpt_every_n_steps"])
+        trainer = _trainer(cfg, stage_dir, ckpt_cb, val=cfg["data"]["val_size"] > 0)
+        ckpt_path = str(ckpt_cb.last_path) if resume and ckpt_cb.last_path.is_file() else None
+        if ckpt_path and trainer.is_global_zero:
+            artifacts.set_aside_metrics(stage_dir)
+        with warnings.catch_warnings():
+            for pattern in _QUIET:
+                warnings.filterwarnings("ignore", pattern)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        if trainer.is_global_zero:
+            for lg in trainer.loggers:
+                lg.finalize("success")
+            artifacts.merge_metrics(stage_dir)
+        digests = _gather_digests(trainer, artifacts.state_digest(module.model))
+        if not trainer.is_global_zero:
+            _barrier(trainer)
+            return None
+        wall, steps = module.elapsed_train_s(), int(trainer.global_step)
+        per_epoch = max(1, trainer.num_training_batches)
+        epochs = round(steps / per_epoch, 4)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        extra = {"epochs_completed": int(trainer.current_epoch), "batches_per_epoch": per_epoch,
+                 "val_acc": metrics.get("val_acc"), "val_loss": metrics.get("val_loss"),
+                 "train_acc_last_epoch": metrics.get("train_acc_epoch"),
+                 "flip_ratio_last_epoch": module.last_flip_ratio,
+                 "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
+                 "precision": str(trainer.precision)}
+        if trainer.world_size > 1:
+            extra["rank_weight_digests"] = digests
+    if dm._test is None:
+        dm.setup("test")
+    test = evaluate_model(module, dm.test_dataloader(), device)
+    artifacts.save_weights(module.model, cfg, stage_dir / "model.safetensors")
+    meta = dataset_meta(cfg)
+    summary = summarize(module.model.cpu(), meta.input_size)
+    totals = summary.totals
+    results = {
+        "name": cfg["name"], "kind": cfg["kind"],
+        "method": cfg["method"]["name"],
+        "method_options": {k: v for k, v in cfg["method"].items() if k != "name"},
+        "model": cfg["model"]["name"],
+        "model_options": {k: v for k, v in cfg["model"].items() if k != "name"},
+        "dataset": meta.name,
+        "test_acc": test["acc"], "test_loss": test["loss"], "test_samples": test["samples"],
+        "params": totals.params, "binary_params": totals.binary_params,
+        "size_float32_bytes": totals.float32_bytes, "size_packed_bytes": totals.packed_bytes,
+        "compression": totals.compression, "binary_mac_share": totals.binary_mac_share,
+        "epochs": epochs, "steps": steps, "max_epochs": cfg["trainer"]["max_epochs"],
+        "wall_time_s": round(wall, 3),
+        "time_per_epoch_s": round(wall / epochs, 3) if epochs else None,
+        "seed": cfg["seed"], "device": str(device),
+        "initial_weight_digest": initial_digest,
+        "final_weight_digest": artifacts.state_digest(module.model),
+        "new_params_at_init": new_params,
+        "onebit_version": _version(), "torch_version": torch.__version__,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    artifacts.write_json(stage_dir / "results.json", results)
+    if cfg["output"]["plots"] and cfg["kind"] == "train":
+        artifacts.plot_curves(stage_dir / "metrics.csv", stage_dir / "curves.png",
+                              f"{cfg['name']}: {cfg['method']['name']} / {cfg['model']['name']}")
+    _barrier(trainer)
+    return results
+
+
+def _version() -> str:
+    import onebit
+
+    return onebit.__version__
+
+
+def _prepare_run_dir(cfg: dict[str, Any], run_dir: Path, resume: bool, overwrite: bool) -> None:
+    saved_path = run_dir / "config.yaml"
+    if resume:
+        if not saved_path.is_file():
+            raise ConfigError(f"nothing to resume in {run_dir} (no config.yaml); start the run "
+                              "without --resume")
+        saved = yaml.safe_load(saved_path.read_text())
+        diff = _config_diff(saved, {k: v for k, v in cfg.items()})
+        if diff:
+            raise ConfigError(f"the config differs from the run being resumed in {', '.join(diff[:6])}; "
+                              f"resume with the same recipe and overrides (or `onebit train "
+                              f"--resume {run_dir}`)")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"run directory {run_dir} already exists; pass --resume to continue "
+                              "it, --overwrite to start over, or name=<other> for a new run")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
+    """Run every stage of ``cfg`` (a validated config); returns the run's results (None on ranks
+    other than 0 of a distributed run). See the module docstring for the run directory."""
+    stages = resolve_stages(cfg)
+    for st in stages:
+        check_buildable(st)
+        _check_accelerator(st)
+    run_dir = run_dir_of(cfg)
+    rank0 = _rank() == 0
+    if rank0:
+        _prepare_run_dir(cfg, run_dir, resume, overwrite)
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    if len(stages) == 1:
+        results = _run_stage(stages[0], run_dir, _init_state(stages[0], None), resume)
+        return results
+    done: list[dict[str, Any]] = []
+    prev_weights: Path | None = None
+    for i, st in enumerate(stages):
+        sdir = run_dir / "stages" / f"{i + 1}-{st['name']}"
+        if rank0:
+            sdir.mkdir(parents=True, exist_ok=True)
+        finished = sdir / "results.json"
+        if resume and finished.is_file() and (sdir / "model.safetensors").is_file():
+            import json
+
+            done.append(json.loads(finished.read_text()))
+            prev_weights = sdir / "model.safetensors"
+            continue
+        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume)
+        prev_weights = sdir / "model.safetensors"
+        if res is None:
+            continue
+        done.append(res)
+    if not rank0:
+        return None
+    final = dict(done[-1])
+    final.update({
+        "name": cfg["name"],
+        "stages": [{k: r.get(k) for k in ("name", "kind", "method", "method_options", "test_acc",
+                                           "epochs", "steps", "wall_time_s")} for r in done],
+        "epochs": round(sum(r.get("epochs") or 0 for r in done), 4),
+        "steps": sum(r.get("steps") or 0 for r in done),
+        "wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in done), 3),
+    })
+    final["time_per_epoch_s"] = (round(final["wall_time_s"] / final["epochs"], 3)
+                                 if final["epochs"] else None)
+    artifacts.write_json(run_dir / "results.json", final)
+    last = run_dir / "stages" / f"{len(stages)}-{stages[-1]['name']}"
+    shutil.copyfile(last / "model.safetensors", run_dir / "model.safetensors")
+    return final
+
+
+def _init_state(cfg: dict[str, Any], prev: Path | None) -> tuple[dict, str] | None:
+    src = cfg["init_from"]
+    if src is None:
+        return None
+    if src == "previous":
+        if prev is None or not prev.is_file():
+            raise ConfigError(f"stage {cfg['name']}: init_from=previous but the previous stage left "
+                              "no model.safetensors")
+        path = prev
+    else:
+        path = Path(src)
+    state, _ = artifacts.load_weights_file(path)
+    return state, str(path)
