@@ -53,11 +53,11 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
   const int64_t pixels = s.out_pixels(), wo = s.out_w(), ho = s.out_h();
   const int64_t kp = panel_kp(uk, kwords), rb = panel_row_bytes(uk, kp);
   const int64_t p_pad = round_up(pixels, uk.mr), n_pad = round_up(cout, uk.nr);
-  const int64_t k_total = s.taps() * s.in_channels;
+  const int32_t k_total = static_cast<int32_t>(s.taps() * s.in_channels);  // < 2^24 (validated)
 
-  AlignedBuffer w_panel(static_cast<size_t>(n_pad * rb));
-  pack_panel(uk, w, kwords, kwords, cout, n_pad, kp, w_panel.data());
-  const ZeroPaddingCorrection correction(s, w);
+  uint8_t* w_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
+  pack_panel(uk, w, kwords, kwords, cout, n_pad, kp, w_panel);
+  const ZeroPaddingCorrection correction(s, w, uk.row_popcounts);
   std::vector<uint32_t> pad_tap(static_cast<size_t>(cw), 0u);
   if (s.pad_value == PadValue::MinusOne) {
     std::fill(pad_tap.begin(), pad_tap.end(), ~0u);
@@ -66,9 +66,12 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
 
   const Blocking bl = choose_blocking(uk, pixels, cout, kp, threads);
   parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
-    AlignedBuffer a_panel(static_cast<size_t>(bl.mb * rb));
-    std::vector<uint32_t> patch(static_cast<size_t>(kp), 0u);
-    std::vector<int32_t> acc(static_cast<size_t>(bl.mb * bl.nb));
+    Scratch& sc = thread_scratch();
+    uint8_t* a_panel = sc.a_panel.get(static_cast<size_t>(bl.mb * rb));
+    sc.patch.assign(static_cast<size_t>(kp), 0u);  // words past the filter stay 0
+    uint32_t* patch = sc.patch.data();
+    sc.acc.resize(static_cast<size_t>(bl.mb * bl.nb));
+    int32_t* acc = sc.acc.data();
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;
@@ -76,27 +79,27 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
       const int64_t valid_rows = std::min(rows, pixels - p0);
       if (packed != tm) {
         for (int64_t r = 0; r < valid_rows; ++r) {
-          gather_patch(x, s, p0 + r, pad_tap.data(), patch.data());
-          uk.pack_row(patch.data(), kp, a_panel.data() + r * rb);
+          gather_patch(x, s, p0 + r, pad_tap.data(), patch);
+          uk.pack_row(patch, kp, a_panel + r * rb);
         }
-        std::memset(a_panel.data() + valid_rows * rb, 0, static_cast<size_t>((rows - valid_rows) * rb));
+        std::memset(a_panel + valid_rows * rb, 0, static_cast<size_t>((rows - valid_rows) * rb));
         packed = tm;
       }
       const int64_t j0 = tn * bl.nb, cols = std::min(bl.nb, n_pad - j0);
       const int64_t valid_cols = std::min(cols, cout - j0);
-      popcount_block(uk, a_panel.data(), rows, w_panel.data() + j0 * rb, cols, kp, acc.data(), bl.nb);
+      popcount_block(uk, a_panel, rows, w_panel + j0 * rb, cols, kp, acc, bl.nb);
       for (int64_t r = 0; r < valid_rows; ++r) {
         const int64_t p = p0 + r;
-        int32_t* a = acc.data() + r * bl.nb;
+        int32_t* a = acc + r * bl.nb;
         const int32_t* corr = correction.at((p / wo) % ho, p % wo);
         if (corr) {
-          for (int64_t j = 0; j < valid_cols; ++j)
-            a[j] = static_cast<int32_t>(k_total - 2 * int64_t{a[j]}) - corr[j0 + j];
+          corr += j0;
+          for (int64_t j = 0; j < valid_cols; ++j) a[j] = k_total - 2 * a[j] - corr[j];
         } else {
-          for (int64_t j = 0; j < valid_cols; ++j) a[j] = static_cast<int32_t>(k_total - 2 * int64_t{a[j]});
+          for (int64_t j = 0; j < valid_cols; ++j) a[j] = k_total - 2 * a[j];
         }
       }
-      apply_output_transform(t, acc.data(), bl.nb, p0, valid_rows, j0, valid_cols);
+      apply_output_transform(t, acc, bl.nb, p0, valid_rows, j0, valid_cols);
     }
   });
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bconv2d/params.h"
+#include "bgemm/popcount.h"
 
 namespace onebit {
 
@@ -19,7 +20,9 @@ class ZeroPaddingCorrection {
  public:
   // Builds the table from packed weights w [out_channels, kernel_h, kernel_w, in_words]. Empty
   // (at() always nullptr) unless pad_value is Zero and some output position reads padding.
-  ZeroPaddingCorrection(const BConv2DShape& s, const uint32_t* w);
+  // row_popcounts counts the set bits of each weight tap (the ISA's fastest way).
+  ZeroPaddingCorrection(const BConv2DShape& s, const uint32_t* w,
+                        RowPopcounts row_popcounts = row_popcounts_portable);
   // The correction row [out_channels] of output position (oy, ox), or nullptr where none is due.
   const int32_t* at(int64_t oy, int64_t ox) const {
     if (table_.empty()) return nullptr;

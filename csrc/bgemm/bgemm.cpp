@@ -21,29 +21,32 @@ void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t k
   const int threads = num_threads > 0 ? num_threads : default_num_threads();
   const int64_t kp = panel_kp(uk, kw), rb = panel_row_bytes(uk, kp);
   const int64_t m_pad = round_up(m, uk.mr), n_pad = round_up(n, uk.nr);
-  AlignedBuffer b_panel(static_cast<size_t>(n_pad * rb));
-  pack_panel(uk, b, kw, kw, n, n_pad, kp, b_panel.data());
+  uint8_t* b_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
+  pack_panel(uk, b, kw, kw, n, n_pad, kp, b_panel);
   const Blocking bl = choose_blocking(uk, m, n, kp, threads);
+  const int32_t k32 = static_cast<int32_t>(k);
   parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
-    AlignedBuffer a_panel(static_cast<size_t>(bl.mb * rb));
-    std::vector<int32_t> acc(static_cast<size_t>(bl.mb * bl.nb));
+    Scratch& sc = thread_scratch();
+    uint8_t* a_panel = sc.a_panel.get(static_cast<size_t>(bl.mb * rb));
+    sc.acc.resize(static_cast<size_t>(bl.mb * bl.nb));
+    int32_t* acc = sc.acc.data();
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;
       const int64_t i0 = tm * bl.mb, rows = std::min(bl.mb, m_pad - i0);
       const int64_t valid_rows = std::min(rows, m - i0);
       if (packed != tm) {
-        pack_panel(uk, a + i0 * kw, kw, kw, valid_rows, rows, kp, a_panel.data());
+        pack_panel(uk, a + i0 * kw, kw, kw, valid_rows, rows, kp, a_panel);
         packed = tm;
       }
       const int64_t j0 = tn * bl.nb, cols = std::min(bl.nb, n_pad - j0);
       const int64_t valid_cols = std::min(cols, n - j0);
-      popcount_block(uk, a_panel.data(), rows, b_panel.data() + j0 * rb, cols, kp, acc.data(), bl.nb);
+      popcount_block(uk, a_panel, rows, b_panel + j0 * rb, cols, kp, acc, bl.nb);
       for (int64_t i = 0; i < valid_rows; ++i) {
-        int32_t* r = acc.data() + i * bl.nb;
-        for (int64_t j = 0; j < valid_cols; ++j) r[j] = static_cast<int32_t>(k - 2 * int64_t{r[j]});
+        int32_t* r = acc + i * bl.nb;
+        for (int64_t j = 0; j < valid_cols; ++j) r[j] = k32 - 2 * r[j];  // |k| < 2^31 / 2
       }
-      apply_output_transform(t, acc.data(), bl.nb, i0, valid_rows, j0, valid_cols);
+      apply_output_transform(t, acc, bl.nb, i0, valid_rows, j0, valid_cols);
     }
   });
 }

@@ -6,7 +6,7 @@
 // likewise as two 16-byte vectors (kp is a multiple of 4 words). Splitting once while packing
 // takes the and/shift/and out of the inner loop: since (a ^ b) & 0x0f = a_lo ^ b_lo, a tile pair
 // costs per chunk two vpxor, two vpshufb (table of nibble popcounts) and two vpaddb. Byte counts
-// grow by at most 8 per chunk, so they are widened (vpsadbw) every 31 chunks, before 255.
+// grow by at most 8 per chunk, so they are widened (vpsadbw) every 30 chunks, before they could pass 255.
 #include <immintrin.h>
 
 #include <cstring>
@@ -16,9 +16,9 @@
 namespace onebit {
 namespace {
 
-constexpr int kMR = 2;
+constexpr int kMR = 3;
 constexpr int kNR = 4;
-constexpr int64_t kFlush = 31;  // chunks before the byte counters could overflow (31 * 8 < 256)
+constexpr int64_t kFlush = 30;  // full chunks per flush: (30 + 1 half chunk) * 8 < 256
 
 void pack_row_avx2(const uint32_t* src, int64_t kp, uint8_t* dst) {
   const int64_t full = kp / 8;
@@ -38,25 +38,34 @@ void pack_row_avx2(const uint32_t* src, int64_t kp, uint8_t* dst) {
   }
 }
 
-inline int64_t hsum_sad256(__m256i bytes) {
-  const __m256i s = _mm256_sad_epu8(bytes, _mm256_setzero_si256());
-  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+// Widens the byte counters of one tile row (NR = 4 pairs) with vpsadbw and adds their four
+// totals to sums[0..3] with one 128-bit add.
+inline __m128i row_totals4(const __m256i* acc) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i s0 = _mm256_sad_epu8(acc[0], zero), s1 = _mm256_sad_epu8(acc[1], zero);
+  const __m256i s2 = _mm256_sad_epu8(acc[2], zero), s3 = _mm256_sad_epu8(acc[3], zero);
+  // lanes (64-bit): t01 = [s0a+s0b, s1a+s1b | s0c+s0d, s1c+s1d], t23 likewise
+  const __m256i t01 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
+  const __m256i t23 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
+  const __m256i u = _mm256_add_epi64(_mm256_permute2x128_si256(t01, t23, 0x20),
+                                     _mm256_permute2x128_si256(t01, t23, 0x31));  // [S0, S1, S2, S3]
+  // each total fits 32 bits: keep the low halves
+  return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
 }
 
-inline int64_t hsum_sad128(__m128i bytes) {
-  const __m128i s = _mm_sad_epu8(bytes, _mm_setzero_si128());
-  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
-}
-
-template <int MR, int NR>
+template <int MR>
 void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
+  constexpr int NR = 4;
   const int64_t rb = kp * 8;  // panel bytes per row
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  int64_t sums[MR][NR] = {};
+  __m128i sums[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) sums[i] = _mm_setzero_si128();
   const int64_t full = kp / 8;
-  for (int64_t k0 = 0; k0 < full; k0 += kFlush) {
+  const bool half = (kp % 8) != 0;
+  // full chunks [k0, k1) per flush; the trailing half chunk joins the last flush
+  for (int64_t k0 = 0;; k0 += kFlush) {
     const int64_t k1 = k0 + kFlush < full ? k0 + kFlush : full;
     __m256i acc[MR][NR];
 #pragma GCC unroll 8
@@ -81,33 +90,48 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
         }
       }
     }
+    if (half && k1 == full) {
+      // the trailing 4-word chunk, 128 bits wide, counted into the low halves of the counters
+      // (at most 8 more per byte: a flush holds up to 30 full chunks when a half chunk follows)
+      const int64_t off = 64 * full;
+      const __m128i lut128 = _mm256_castsi256_si128(lut);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const __m128i alo = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off));
+        const __m128i ahi = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off + 16));
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) sums[i][j] += hsum_sad256(acc[i][j]);
-  }
-  if (kp % 8) {
-    const int64_t off = 64 * full;
-    const __m128i lut128 = _mm256_castsi256_si128(lut);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m128i alo = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off));
-      const __m128i ahi = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off + 16));
-#pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) {
-        const __m128i blo = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off));
-        const __m128i bhi = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off + 16));
-        const __m128i cnt = _mm_add_epi8(_mm_shuffle_epi8(lut128, _mm_xor_si128(alo, blo)),
-                                         _mm_shuffle_epi8(lut128, _mm_xor_si128(ahi, bhi)));
-        sums[i][j] += hsum_sad128(cnt);
+        for (int j = 0; j < NR; ++j) {
+          const __m128i blo = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off));
+          const __m128i bhi = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off + 16));
+          const __m128i cnt = _mm_add_epi8(_mm_shuffle_epi8(lut128, _mm_xor_si128(alo, blo)),
+                                           _mm_shuffle_epi8(lut128, _mm_xor_si128(ahi, bhi)));
+          acc[i][j] = _mm256_add_epi8(acc[i][j], _mm256_zextsi128_si256(cnt));
+        }
       }
     }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) sums[i] = _mm_add_epi32(sums[i], row_totals4(acc[i]));
+    if (k1 == full) break;
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) c[i * ldc + j] = static_cast<int32_t>(sums[i][j]);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), sums[i]);
 }
 
-const PopcountKernel kKernel = {"avx2-mula-2x4", kMR, kNR, 4, 8, pack_row_avx2, tile_avx2<kMR, kNR>};
+void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t* q = p + r * words_per_row;
+    int64_t total = 0, i = 0;
+    for (; i + 2 <= words_per_row; i += 2) {
+      uint64_t v;
+      std::memcpy(&v, q + i, sizeof v);
+      total += static_cast<int64_t>(_mm_popcnt_u64(v));
+    }
+    if (i < words_per_row) total += _mm_popcnt_u32(q[i]);
+    out[r] = static_cast<int32_t>(total);
+  }
+}
+
+const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 4, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt};
 
 }  // namespace
 

@@ -43,7 +43,19 @@ void tile_neon(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
     for (int j = 0; j < NR; ++j) c[i * ldc + j] = static_cast<int32_t>(sums[i][j]);
 }
 
-const PopcountKernel kKernel = {"neon-cnt-4x4", kMR, kNR, 4, 4, pack_row_plain, tile_neon<kMR, kNR>};
+void row_popcounts_cnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t* q = p + r * words_per_row;
+    int64_t total = 0, i = 0;
+    for (; i + 4 <= words_per_row; i += 4)
+      total += vaddlvq_u8(vcntq_u8(vld1q_u8(reinterpret_cast<const uint8_t*>(q + i))));
+    for (; i < words_per_row; ++i) total += __builtin_popcount(q[i]);
+    out[r] = static_cast<int32_t>(total);
+  }
+}
+
+const PopcountKernel kKernel = {"neon-cnt-4x4", kMR, kNR, 4, 4, pack_row_plain, tile_neon<kMR, kNR>,
+                                row_popcounts_cnt};
 
 }  // namespace
 

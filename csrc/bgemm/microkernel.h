@@ -21,6 +21,9 @@ struct PopcountKernel {
   // c[i * ldc + j] = popcount(A row i XOR B row j) over kp words, for i < mr, j < nr; A row i
   // starts at a + i * row_bytes, B row j at b + j * row_bytes, row_bytes = kp * bytes_per_word.
   void (*tile)(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc);
+  // out[r] = popcount of row r of a plain [rows, words_per_row] word matrix (the zero-padding
+  // correction counts the bits of every weight tap with it).
+  void (*row_popcounts)(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out);
 };
 
 // The kernel of an ISA, or nullptr where that ISA has none here (the reference path is separate).

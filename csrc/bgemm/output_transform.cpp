@@ -1,3 +1,6 @@
+// The loops are written so that compilers vectorise them (no per-element branches; the optional
+// terms are template parameters). One implementation serves every ISA, so all variants agree
+// bit for bit.
 #include "bgemm/output_transform.h"
 
 #include <cstring>
@@ -5,12 +8,43 @@
 namespace onebit {
 namespace {
 
-inline float affine(const OutputTransform& t, int32_t acc, int64_t r, int64_t c) {
-  float v = static_cast<float>(acc);
-  if (t.row_scale) v = v * t.row_scale[r];
-  if (t.multiplier) v = v * t.multiplier[c];
-  if (t.bias) v = v + t.bias[c];
-  return v;
+constexpr int64_t kChunk = 256;  // channels per pass of the Bits transform (stack buffers)
+
+// v[j] = ((float(a[j]) * rs) * m[j]) + b[j], each term only where present.
+template <bool RS, bool M, bool B>
+void affine_row(const int32_t* a, int64_t n, float rs, const float* m, const float* b, float* v) {
+  for (int64_t j = 0; j < n; ++j) {
+    float x = static_cast<float>(a[j]);
+    if (RS) x = x * rs;
+    if (M) x = x * m[j];
+    if (B) x = x + b[j];
+    v[j] = x;
+  }
+}
+
+using AffineRow = void (*)(const int32_t*, int64_t, float, const float*, const float*, float*);
+
+AffineRow pick_affine(bool rs, bool m, bool b) {
+  static const AffineRow table[8] = {
+      affine_row<false, false, false>, affine_row<false, false, true>, affine_row<false, true, false>,
+      affine_row<false, true, true>,   affine_row<true, false, false>, affine_row<true, false, true>,
+      affine_row<true, true, false>,   affine_row<true, true, true>};
+  return table[(rs ? 4 : 0) + (m ? 2 : 0) + (b ? 1 : 0)];
+}
+
+// Packs n <= 32 flags (bytes 0 / 1) into a word, flag j -> bit j.
+inline uint32_t pack_flags(const uint8_t* f, int64_t n) {
+  uint8_t padded[32] = {};
+  std::memcpy(padded, f, static_cast<size_t>(n));
+  uint32_t word = 0;
+  for (int g = 0; g < 4; ++g) {
+    uint64_t v;
+    std::memcpy(&v, padded + 8 * g, 8);
+    // bytes b0..b7 in {0, 1}: the product gathers b_i into bit 56 + i (no carries: the partial
+    // products are distinct powers of two)
+    word |= static_cast<uint32_t>((v * 0x0102040810204080ull) >> 56) << (8 * g);
+  }
+  return word;
 }
 
 }  // namespace
@@ -18,6 +52,8 @@ inline float affine(const OutputTransform& t, int32_t acc, int64_t r, int64_t c)
 void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
                             int64_t rows, int64_t col0, int64_t cols) {
   const int64_t ch = t.channels;
+  const float* m = t.multiplier ? t.multiplier + col0 : nullptr;
+  const float* b = t.bias ? t.bias + col0 : nullptr;
   switch (t.kind) {
     case OutputKind::Int32: {
       int32_t* out = static_cast<int32_t*>(t.out);
@@ -27,33 +63,37 @@ void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_
     }
     case OutputKind::Float: {
       float* out = static_cast<float*>(t.out);
+      const AffineRow row_fn = pick_affine(t.row_scale != nullptr, m != nullptr, b != nullptr);
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t r = row0 + i;
-        float* o = out + r * ch + col0;
-        const int32_t* a = acc + i * ld;
-        for (int64_t j = 0; j < cols; ++j) o[j] = affine(t, a[j], r, col0 + j);
+        row_fn(acc + i * ld, cols, t.row_scale ? t.row_scale[r] : 1.0f, m, b, out + r * ch + col0);
       }
       return;
     }
     case OutputKind::Bits: {
       uint32_t* out = static_cast<uint32_t*>(t.out);
       const int64_t words = (ch + 31) / 32;
-      const bool plain = !t.row_scale && !t.multiplier && !t.bias;
+      const AffineRow row_fn = pick_affine(t.row_scale != nullptr, m != nullptr, b != nullptr);
+      const float* th = t.thresholds + col0;
+      const uint8_t* flip = t.flip ? t.flip + col0 : nullptr;
+      float v[kChunk];
+      uint8_t f[kChunk];
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t r = row0 + i;
-        const int32_t* a = acc + i * ld;
         uint32_t* o = out + r * words + col0 / 32;
-        for (int64_t j0 = 0; j0 < cols; j0 += 32) {
-          const int64_t n = cols - j0 < 32 ? cols - j0 : 32;
-          uint32_t word = 0;
-          for (int64_t b = 0; b < n; ++b) {
-            const int64_t c = col0 + j0 + b;
-            const float v = plain ? static_cast<float>(a[j0 + b]) : affine(t, a[j0 + b], r, c);
-            const float th = t.thresholds[c];
-            const bool neg = (t.flip && t.flip[c]) ? (v > th) : (v < th);
-            word |= static_cast<uint32_t>(neg) << b;
+        for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
+          const int64_t n = cols - j0 < kChunk ? cols - j0 : kChunk;
+          row_fn(acc + i * ld + j0, n, t.row_scale ? t.row_scale[r] : 1.0f, m ? m + j0 : nullptr,
+                 b ? b + j0 : nullptr, v);
+          if (flip) {
+            for (int64_t j = 0; j < n; ++j) {
+              const uint8_t lt = v[j] < th[j0 + j], gt = v[j] > th[j0 + j];
+              f[j] = flip[j0 + j] ? gt : lt;
+            }
+          } else {
+            for (int64_t j = 0; j < n; ++j) f[j] = v[j] < th[j0 + j];
           }
-          o[j0 / 32] = word;
+          for (int64_t w = 0; w < n; w += 32) o[(j0 + w) / 32] = pack_flags(f + w, n - w < 32 ? n - w : 32);
         }
       }
       return;

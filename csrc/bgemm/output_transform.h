@@ -8,12 +8,14 @@
 //   Int32: out[r, c] = acc                                   (int32 [rows, channels])
 //   Float: out[r, c] = ((float(acc) * row_scale[r]) * multiplier[c]) + bias[c]
 //                                                            (float32 [rows, channels])
-//   Bits:  v = float(acc) (or the Float value above when row_scale, multiplier or bias is given);
+//   Bits:  v = the Float value above (float(acc) itself when row_scale, multiplier and bias are
+//          all absent);
 //          bit (r, c) = 1 (i.e. -1) iff v < thresholds[c], or iff v > thresholds[c] where flip[c]
 //          is nonzero; otherwise 0 (+1). Equality gives 0 (+1) both ways, as sign(0) = +1.
 //          (uint32 [rows, words_for(channels)], channel c in word c / 32, bit c % 32, tail bits 0)
 //
-// Absent arrays (null) mean row_scale = 1, multiplier = 1, bias = 0, flip = 0. float(acc) is exact
+// An absent array (null) skips its term (the same value as row_scale = 1, multiplier = 1, bias =
+// 0, except that a skipped bias keeps the sign of a zero); absent flip = 0. float(acc) is exact
 // for |acc| < 2^24, so integer thresholds compare exactly with the raw accumulator.
 #pragma once
 #include <cstdint>

@@ -6,24 +6,31 @@
 
 namespace onebit {
 
-void AlignedBuffer::resize(size_t bytes) {
-  if (bytes <= size_ && data_) {
-    std::memset(data_.get(), 0, size_);
-    return;
+uint8_t* AlignedBuffer::get(size_t bytes) {
+  if (bytes > size_ || !data_) {
+    const size_t n = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+    data_.reset(static_cast<uint8_t*>(::operator new[](n, std::align_val_t(64))));
+    size_ = n;
   }
-  const size_t n = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
-  data_.reset(static_cast<uint8_t*>(::operator new[](n, std::align_val_t(64))));
-  std::memset(data_.get(), 0, n);
-  size_ = n;
+  return data_.get();
+}
+
+Scratch& thread_scratch() {
+  static thread_local Scratch s;
+  return s;
 }
 
 void pack_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_stride, int64_t kw,
                 int64_t rows, int64_t padded_rows, int64_t kp, uint8_t* dst) {
   const int64_t rb = panel_row_bytes(uk, kp);
-  std::vector<uint32_t> tmp(static_cast<size_t>(kp), 0u);
-  for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(tmp.data(), src + r * src_stride, sizeof(uint32_t) * kw);
-    uk.pack_row(tmp.data(), kp, dst + r * rb);
+  if (kw == kp) {
+    for (int64_t r = 0; r < rows; ++r) uk.pack_row(src + r * src_stride, kp, dst + r * rb);
+  } else {
+    std::vector<uint32_t> tmp(static_cast<size_t>(kp), 0u);  // words kw.. stay 0
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(tmp.data(), src + r * src_stride, sizeof(uint32_t) * kw);
+      uk.pack_row(tmp.data(), kp, dst + r * rb);
+    }
   }
   if (padded_rows > rows) std::memset(dst + rows * rb, 0, static_cast<size_t>((padded_rows - rows) * rb));
 }

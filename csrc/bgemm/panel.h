@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "bgemm/microkernel.h"
 
@@ -12,15 +13,12 @@ namespace onebit {
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-// A zero-initialised, 64-byte-aligned byte buffer.
+// A 64-byte-aligned scratch buffer that only grows: get(bytes) returns at least that many bytes
+// with unspecified contents. The kernels keep one per thread (thread_local), so that repeated
+// calls neither allocate nor page-fault.
 class AlignedBuffer {
  public:
-  AlignedBuffer() = default;
-  explicit AlignedBuffer(size_t bytes) { resize(bytes); }
-  void resize(size_t bytes);
-  uint8_t* data() { return data_.get(); }
-  const uint8_t* data() const { return data_.get(); }
-  size_t size() const { return size_; }
+  uint8_t* get(size_t bytes);
 
  private:
   struct Free {
@@ -29,6 +27,14 @@ class AlignedBuffer {
   std::unique_ptr<uint8_t[], Free> data_;
   size_t size_ = 0;
 };
+
+// Thread-local scratch of the kernels (one set per thread).
+struct Scratch {
+  AlignedBuffer b_panel, a_panel;
+  std::vector<uint32_t> patch;
+  std::vector<int32_t> acc;
+};
+Scratch& thread_scratch();
 
 inline int64_t panel_kp(const PopcountKernel& uk, int64_t kw) { return round_up(kw, uk.k_align); }
 inline int64_t panel_row_bytes(const PopcountKernel& uk, int64_t kp) { return kp * uk.bytes_per_word; }

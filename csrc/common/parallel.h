@@ -1,6 +1,13 @@
-// Minimal fork-join parallel_for over std::thread: torch-free and OpenMP-free, so that a torch
-// program calling onebit never gets a second OpenMP runtime. The caller picks num_threads
-// (<= 0 means onebit's default, see set_default_num_threads / default_num_threads).
+// Minimal fork-join parallel_for: torch-free and OpenMP-free, so that a torch program calling
+// onebit never gets a second OpenMP runtime. The caller picks num_threads (<= 0 means onebit's
+// default, see set_default_num_threads / default_num_threads).
+//
+// Work runs on a small persistent pool of worker threads (created on first use, grown on demand;
+// an idle worker spins briefly, then sleeps), so a call costs microseconds rather than a thread
+// start per chunk. The calling thread runs a share of the chunks itself. A parallel_for issued
+// from inside a chunk, or while another thread's parallel_for holds the pool, still completes
+// (the former serially, the latter on threads of its own). An exception thrown by a chunk is
+// rethrown in the caller once every chunk has finished. After fork() the child starts a new pool.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -12,8 +19,13 @@ namespace onebit {
 int default_num_threads();          // all cores unless set_default_num_threads() said otherwise
 void set_default_num_threads(int);  // <= 0 restores "all cores"
 
+namespace detail {
+// Runs fn(ctx, t) for t in [0, chunks) on the pool and the calling thread; returns when all ran.
+void run_chunks(int chunks, void (*fn)(void* ctx, int t), void* ctx);
+}  // namespace detail
+
 // Runs f(begin, end) on disjoint chunks covering [0, n). Chunks are contiguous and of (nearly)
-// equal size; the calling thread runs the first chunk. grain is the smallest chunk worth a thread.
+// equal size, at most one per thread; grain is the smallest chunk worth a thread.
 template <class F>
 void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
   if (n <= 0) return;
@@ -24,23 +36,19 @@ void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
     f(int64_t{0}, n);
     return;
   }
-  std::vector<std::thread> workers;
-  workers.reserve(nt - 1);
-  const int64_t base = n / nt, extra = n % nt;
-  int64_t start = 0;
-  int64_t first_end = 0;
-  for (int t = 0; t < nt; ++t) {
-    const int64_t len = base + (t < extra ? 1 : 0);
-    const int64_t b = start, e = start + len;
-    start = e;
-    if (t == 0) {
-      first_end = e;
-      continue;
-    }
-    workers.emplace_back([&f, b, e] { f(b, e); });
-  }
-  f(int64_t{0}, first_end);
-  for (auto& w : workers) w.join();
+  struct Ctx {
+    F* f;
+    int64_t base, extra;
+  } ctx{&f, n / nt, n % nt};
+  detail::run_chunks(
+      nt,
+      [](void* p, int t) {
+        const Ctx& c = *static_cast<Ctx*>(p);
+        const int64_t begin = t * c.base + std::min<int64_t>(t, c.extra);
+        const int64_t end = begin + c.base + (t < c.extra ? 1 : 0);
+        (*c.f)(begin, end);
+      },
+      &ctx);
 }
 
 }  // namespace onebit
