@@ -274,3 +274,48 @@ def test_marked_layers_stay_float_under_every_rule():
     assert type(model[1].shortcut[1]) is nn.Conv2d and type(model[4]) is not nn.Linear
     with pytest.raises(ValueError, match="convert nothing"):
         binarize_(mark_float_(net()), "bnn")
+
+
+@pytest.fixture
+def one_thread():
+    """Small ops on a shared 2-core machine run far faster without OpenMP contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_learns_a_separable_task(name, one_thread):
+    """A few Adam steps on 4 noisy prototypes: each binarized model must fit them (latent
+    clipping attached, the method's parameter groups)."""
+    from onebit.optim import LatentClip
+
+    g = torch.Generator().manual_seed(0)
+    protos = torch.randn(4, 1, 8, 8, generator=g)
+
+    def batch(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        return protos[y] + 0.8 * torch.randn(n, 1, 8, 8, generator=g), y
+
+    torch.manual_seed(0)
+    model = binarize_(nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(128, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 4)), name)
+    opt = torch.optim.Adam(model.onebit_method.param_groups(model, 0.0), lr=1e-2)
+    LatentClip(model).attach(opt)
+    losses = []
+    for _ in range(40):
+        x, y = batch(64)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    x, y = batch(512)
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5]), losses
+    assert acc > 0.8, acc

@@ -261,9 +261,10 @@ class BWN(Method):
 class XNORNet(Method):
     """XNOR-Net (Rastegari et al. 2016, arXiv:1603.05279).
 
-    Weights ``alpha * sign(W)``, inputs ``sign(I)`` (STE), the output scaled by the ``K`` map when
-    ``k_map=True`` (the paper; the official code omits it). ReLU -> Identity; ``Conv, BN, act, Pool``
-    runs in ``nn.Sequential`` are reordered so each binary conv sees ``BN -> sign`` and pools after.
+    Weights ``alpha * sign(W)``, inputs ``sign(I)`` (STE), convolution outputs scaled by the ``K``
+    map when ``k_map=True`` (the paper; the official code omits it). ReLU -> Identity;
+    ``Conv, BN, act, Pool`` runs in ``nn.Sequential`` are reordered so each binary conv sees
+    ``BN -> sign`` and pools after.
     """
 
     name: ClassVar[str] = "xnor"
