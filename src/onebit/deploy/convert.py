@@ -99,14 +99,14 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
     from onebit import __version__
 
     metadata: dict[str, Any] = {"method": _method_name(model), "onebit_version": __version__}
-    if class_names is not None:
-        metadata["class_names"] = [str(c) for c in class_names]
     if norm is not None:
         metadata["normalization"] = norm
     graph = Graph(nodes=graph_nodes, tensors=tensors, input_shape=shape, output=output_name,
                   input=input_name, metadata=metadata)
-    infos = graph.validate()
-    if class_names is not None and infos[output_name].shape != (len(metadata["class_names"]),):
-        raise ValueError(f"{len(metadata['class_names'])} class_names for a model with output "
-                         f"shape {infos[output_name].shape}")
+    out_shape = graph.validate()[output_name].shape
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if out_shape != (len(names),):
+            raise ValueError(f"{len(names)} class_names for a model with output shape {out_shape}")
+        metadata["class_names"] = names
     return graph

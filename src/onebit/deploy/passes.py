@@ -2,8 +2,8 @@
 
 In order:
 
-1. ``hardtanh -> maxpool`` becomes ``maxpool -> hardtanh`` (monotone maps commute with max), and
-   ``hardtanh -> sign`` becomes ``sign``: ``sign(clip(x, lo, hi)) = sign(x)`` when ``lo < 0 <= hi``.
+1. ``hardtanh -> maxpool/flatten`` becomes ``maxpool/flatten -> hardtanh`` (monotone maps commute
+   with max and with moving values), and ``hardtanh -> sign`` becomes ``sign``: ``sign(clip(x, lo, hi)) = sign(x)`` when ``lo < 0 <= hi``.
 2. BatchNorm (``channel_affine``) folds into the output affine ``y * mult + bias`` of the conv,
    linear or adder layer before it (``mult *= s``, ``bias = bias * s + t``), also across a max
    pool when every scale ``s`` is positive (``max(s a + t) = s max(a) + t``).
@@ -50,7 +50,9 @@ def _producers(nodes: list[PNode]) -> dict[str, PNode]:
 
 def _clip_after_maxpool(nodes: list[PNode], output: str) -> list[PNode]:
     """``clip/relu -> maxpool`` becomes ``maxpool -> clip/relu``: a monotone elementwise map
-    commutes with max (padding is -inf and never wins), and the map then runs on fewer values."""
+    commutes with max (padding is -inf and never wins), and the map then runs on fewer values.
+    Likewise ``clip/relu -> flatten`` (flatten only moves values). A clip that ends up right
+    before a sign then disappears (step 1)."""
     changed = True
     while changed:
         changed = False
@@ -59,7 +61,7 @@ def _clip_after_maxpool(nodes: list[PNode], output: str) -> list[PNode]:
             if act.op not in ("hardtanh", "relu") or len(users[act.output]) != 1:
                 continue
             pool = users[act.output][0]
-            if isinstance(pool, str) or pool.op != "maxpool2d":
+            if isinstance(pool, str) or pool.op not in ("maxpool2d", "flatten"):
                 continue
             a, b, c = act.inputs[0], act.output, pool.output
             pool.inputs, pool.output, act.inputs, act.output = [a], b, [b], c

@@ -79,16 +79,21 @@ def quantizer_kind(q: nn.Module | None, where: str) -> tuple[str, int]:
     ``("float", 0)`` (identity), ``("sign", 1)`` (sign with sign(0) = +1) or ``("kbit", k)``."""
     if q is None:
         return "float", 0
+    name = getattr(q, "name", "") or type(q).__name__
+    probe = _PROBE.reshape(1, -1, 1, 1)  # one sample, the values as channels
     was_training = q.training
     q.eval()
     try:
         with torch.no_grad():
-            out = q(_PROBE.clone())
+            out = q(probe.clone())
+    except Exception as exc:
+        raise ConversionError(f"{where}: activation quantizer {name!r} fails on a probe tensor "
+                              f"({exc}); the runtime supports identity, sign and k-bit") from exc
     finally:
         q.train(was_training)
-    name = getattr(q, "name", "") or type(q).__name__
-    if not isinstance(out, torch.Tensor) or out.shape != _PROBE.shape:
+    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
         raise ConversionError(f"{where}: quantizer {name!r} does not map a tensor elementwise")
+    out = out.reshape(-1)
     if torch.equal(out, _PROBE):
         return "float", 0
     if torch.equal(out, torch.where(_PROBE >= 0, 1.0, -1.0)):
@@ -130,6 +135,14 @@ def _symmetric_padding(conv: nn.Module, where: str) -> list[int]:
         raise ConversionError(f"{where}: asymmetric padding {(left, right, top, bottom)} is not "
                               "supported; use an explicit symmetric padding")
     return [top, left]
+
+
+#: functions and tensor methods the builder converts (anything else is a ConversionError)
+_FUNCTIONS = {
+    F.relu, torch.relu, "relu", "relu_", F.hardtanh, "clamp", torch.clamp, "clip", torch.clip,
+    torch.flatten, "flatten", "view", "reshape", torch.reshape, "contiguous", "clone", "detach",
+    torch.mean, "mean", F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
+}
 
 
 class _Tracer(fx.Tracer):
@@ -331,6 +344,8 @@ class _Builder:
                 raise ConversionError(f"{where}: adding shapes {shapes[0]} and {shapes[1]} needs "
                                       "broadcasting, which is not supported")
             return self.emit("add", [self.value(a, where) for a in args], where)
+        if fn not in _FUNCTIONS:
+            raise ConversionError(f"{where}: the function {label!r} has no onebit op")
         x = self.value(args[0], where) if args else None
         if fn in (F.relu, torch.relu, "relu", "relu_"):
             return self.emit("relu", [x], where)
@@ -370,7 +385,7 @@ class _Builder:
         if fn in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
             kind = "avg" if fn is F.adaptive_avg_pool2d else "max"
             return self.adaptive(kind, x, where, arg(1, "output_size", None), in_shape)
-        raise ConversionError(f"{where}: the function {label!r} has no onebit op")
+        raise AssertionError(f"{label} is listed in _FUNCTIONS but not handled")
 
     def run(self) -> tuple[str, str]:
         input_name = output_name = None
