@@ -53,3 +53,34 @@ test: setup
 
 clean:
 	rm -rf build $(VENV)
+
+# ---------------------------------------------------------------------------------------------
+# Binary kernels: standalone C++ test drivers (csrc/tests/*.cpp, no Python), each comparing every
+# kernel family the CPU runs with the plain reference.
+#   make asan       builds them with AddressSanitizer + UBSan in build-asan/ and runs them
+#   make neon-test  cross-compiles them for aarch64 (Debian's g++-aarch64-linux-gnu) in
+#                   build-neon/ and runs them under qemu-aarch64, which exercises the NEON kernels
+#                   (as root: apt-get install -y g++-aarch64-linux-gnu qemu-user)
+# ---------------------------------------------------------------------------------------------
+CMAKE ?= cmake
+KERNEL_TEST_FLAGS := -DONEBIT_TESTS=ON -DONEBIT_PYTHON=OFF
+AARCH64_CXX ?= aarch64-linux-gnu-g++
+QEMU_AARCH64 ?= qemu-aarch64
+AARCH64_SYSROOT ?= /usr/aarch64-linux-gnu
+
+.PHONY: asan neon-test
+
+asan:
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONEBIT_SANITIZE=ON $(KERNEL_TEST_FLAGS) >/dev/null
+	$(CMAKE) --build build-asan -j 2
+	@set -e; for t in build-asan/test_*; do [ -x "$$t" ] || continue; echo "== $$t"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$$t"; done
+
+neon-test:
+	@command -v $(AARCH64_CXX) >/dev/null && command -v $(QEMU_AARCH64) >/dev/null || { \
+	  echo "neon-test needs $(AARCH64_CXX) and $(QEMU_AARCH64): apt-get install -y g++-aarch64-linux-gnu qemu-user"; exit 1; }
+	$(CMAKE) -S . -B build-neon -DCMAKE_BUILD_TYPE=Release -DCMAKE_SYSTEM_NAME=Linux \
+	  -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DCMAKE_CXX_COMPILER=$(AARCH64_CXX) $(KERNEL_TEST_FLAGS) >/dev/null
+	$(CMAKE) --build build-neon -j 2
+	@set -e; for t in build-neon/test_*; do [ -x "$$t" ] || continue; echo "== $$t (qemu-aarch64)"; \
+	  $(QEMU_AARCH64) -L $(AARCH64_SYSROOT) "$$t"; done
