@@ -1,7 +1,8 @@
-// Driver of the AdderNet float training op: packs a few output rows of one image at a time
-// (im2col rows k = (c*KH + i)*KW + j, zero padding as AdderNet's), runs the ISA's chunk kernels,
-// scatters dX back (col2im) and reduces dF over threads in a fixed order. Memory: per thread O(K * 512) floats,
-// never the C_out x K x (N*OH*OW) difference tensor.
+// Driver of the AdderNet float training op: packs about 512 output positions at a time (a few
+// output rows of one image, or several whole small images) as im2col rows k = (c*KH + i)*KW + j
+// (zero padding as AdderNet's), runs the ISA's chunk kernels, scatters dX back (col2im) and
+// reduces dF over threads in a fixed order. Memory: O(K * 512) floats per thread, never the
+// C_out x K x (N*OH*OW) difference tensor.
 //
 // dF is computed as G X^T - F * sum(G): sum_q (x_q - f) g_q = sum_q x_q g_q - f sum_q g_q exactly,
 // so its inner loop is one FMA per term; the rounding differs from the direct sum only by the
@@ -41,70 +42,149 @@ namespace {
 constexpr int64_t kChunkCols = 512;  // about this many output positions per packed chunk
 
 int64_t round8(int64_t v) { return (v + 7) / 8 * 8; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Output columns ow whose tap j lands inside the input: [lo, hi).
-void valid_cols(const ConvGeometry& g, int64_t j, int64_t* lo, int64_t* hi) {
-  const int64_t OW = g.ow(), first = g.pw - j, last = g.w - 1 + g.pw - j;
-  *lo = first <= 0 ? 0 : (first + g.sw - 1) / g.sw;
-  *hi = last < 0 ? 0 : last / g.sw + 1;
-  *lo = std::min(*lo, OW);
-  *hi = std::clamp(*hi, *lo, OW);
-}
+// How output positions are cut into packed chunks: `group` whole images per chunk when an image
+// has few positions, else one image cut into chunks of `rows` output rows.
+struct Plan {
+  int64_t group = 1, rows = 1;   // images per chunk, output rows per chunk
+  int64_t ngroups = 1, nrow = 1;  // chunks: ngroups x nrow
+  int64_t ldc = 8;                // packed row stride (columns, multiple of 8)
+};
 
-// col[(r - k0) * ldc + (oh - oh0) * OW + ow] = Xp[c, oh*sh - ph + i, ow*sw - pw + j],
-// rows r in [k0, k1) with r = (c*KH + i)*KW + j; columns past the chunk are zeroed.
-void im2col(const float* xn, const ConvGeometry& g, int64_t k0, int64_t k1, int64_t oh0,
-            int64_t oh1, float* col, int64_t ldc) {
-  const int64_t OW = g.ow(), KK = g.kh * g.kw, ncols = (oh1 - oh0) * OW;
-  for (int64_t r = k0; r < k1; ++r) {
-    const int64_t c = r / KK, i = (r / g.kw) % g.kh, j = r % g.kw;
-    int64_t lo, hi;
-    valid_cols(g, j, &lo, &hi);
-    const float* plane = xn + c * g.h * g.w;
-    float* row = col + (r - k0) * ldc;
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      float* dst = row + (oh - oh0) * OW;
-      const int64_t h = oh * g.sh - g.ph + i;
-      if (h < 0 || h >= g.h || lo >= hi) {
-        std::fill(dst, dst + OW, 0.0f);
-        continue;
-      }
-      const float* src = plane + h * g.w + (lo * g.sw - g.pw + j);
-      std::fill(dst, dst + lo, 0.0f);
-      if (g.sw == 1) {
-        std::memcpy(dst + lo, src, static_cast<size_t>(hi - lo) * sizeof(float));
-      } else {
-        for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[(ow - lo) * g.sw];
-      }
-      std::fill(dst + hi, dst + OW, 0.0f);
-    }
-    std::fill(row + ncols, row + ldc, 0.0f);
+Plan make_plan(const ConvGeometry& g, int64_t min_chunks) {
+  const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW;
+  Plan pl;
+  if (P >= kChunkCols) {
+    pl.rows = std::clamp<int64_t>(kChunkCols / OW, 1, OH);
+  } else {
+    pl.group = std::clamp<int64_t>(kChunkCols / P, 1, g.n);
+    pl.rows = OH;
   }
+  pl.ngroups = ceil_div(g.n, pl.group);
+  pl.nrow = ceil_div(OH, pl.rows);
+  if (pl.ngroups * pl.nrow < min_chunks) {  // keep every thread busy
+    pl.group = std::max<int64_t>(1, g.n / min_chunks);
+    pl.ngroups = ceil_div(g.n, pl.group);
+    if (pl.ngroups * pl.nrow < min_chunks) {
+      const int64_t want = ceil_div(min_chunks, pl.ngroups);
+      pl.rows = std::min(pl.rows, std::max<int64_t>(1, ceil_div(OH, want)));
+      pl.nrow = ceil_div(OH, pl.rows);
+    }
+  }
+  pl.ldc = round8(pl.group * pl.rows * OW);
+  return pl;
 }
 
-// The transpose of im2col: dxn[c, h, w] += col[...] for the valid taps of rows [k0, k1).
-void col2im_add(const float* col, int64_t ldc, const ConvGeometry& g, int64_t k0, int64_t k1,
-                int64_t oh0, int64_t oh1, float* dxn) {
+// The taps of one im2col row r = (c*KH + i)*KW + j over output rows [oh0, oh1): output rows
+// [a, b) and columns [lo, hi) read inside the input; `same` when the packed row is one shifted
+// copy of the input plane (stride 1 and OW == W: column q <-> plane index q + offset).
+struct RowTaps {
+  int64_t c, i, j, a, b, lo, hi, offset;
+  bool same;
+};
+
+RowTaps row_taps(const ConvGeometry& g, int64_t r, int64_t oh0, int64_t oh1) {
   const int64_t OW = g.ow(), KK = g.kh * g.kw;
-  for (int64_t r = k0; r < k1; ++r) {
-    const int64_t c = r / KK, i = (r / g.kw) % g.kh, j = r % g.kw;
-    int64_t lo, hi;
-    valid_cols(g, j, &lo, &hi);
-    if (lo >= hi) continue;
-    float* plane = dxn + c * g.h * g.w;
-    const float* row = col + (r - k0) * ldc;
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const int64_t h = oh * g.sh - g.ph + i;
-      if (h < 0 || h >= g.h) continue;
+  RowTaps rt;
+  rt.c = r / KK;
+  const int64_t i = (r / g.kw) % g.kh, j = r % g.kw;
+  rt.i = i, rt.j = j;
+  auto range = [](int64_t first, int64_t last, int64_t s, int64_t n, int64_t* lo, int64_t* hi) {
+    // outputs o with first <= o*s <= last, clamped to [0, n)
+    *lo = first <= 0 ? 0 : ceil_div(first, s);
+    *hi = last < 0 ? 0 : last / s + 1;
+    *lo = std::min(*lo, n);
+    *hi = std::clamp(*hi, *lo, n);
+  };
+  range(g.pw - j, g.w - 1 + g.pw - j, g.sw, OW, &rt.lo, &rt.hi);
+  range(g.ph - i, g.h - 1 + g.ph - i, g.sh, g.oh(), &rt.a, &rt.b);
+  rt.a = std::clamp(rt.a, oh0, oh1);
+  rt.b = std::clamp(rt.b, rt.a, oh1);
+  rt.same = g.sh == 1 && g.sw == 1 && OW == g.w;
+  rt.offset = (oh0 - g.ph + i) * g.w - g.pw + j;  // plane index of column 0 (same case)
+  return rt;
+}
+
+// The taps of rows [k0, k1) for output rows [oh0, oh1), computed once per chunk.
+void row_taps(const ConvGeometry& g, int64_t k0, int64_t k1, int64_t oh0, int64_t oh1,
+              std::vector<RowTaps>* taps) {
+  taps->resize(static_cast<size_t>(k1 - k0));
+  for (int64_t r = k0; r < k1; ++r) (*taps)[r - k0] = row_taps(g, r, oh0, oh1);
+}
+
+// Sets the columns [0, lo) and [hi, OW) of output rows [a, b) of one packed row (row 0 = oh0)
+// to zero: the taps that read the left/right padding, 0-2 columns wide, so column by column.
+void zero_side_columns(float* row, const RowTaps& rt, int64_t oh0, int64_t OW) {
+  auto zero_column = [&](int64_t ow) {
+    for (int64_t oh = rt.a; oh < rt.b; ++oh) row[(oh - oh0) * OW + ow] = 0.0f;
+  };
+  for (int64_t ow = 0; ow < rt.lo; ++ow) zero_column(ow);
+  for (int64_t ow = rt.hi; ow < OW; ++ow) zero_column(ow);
+}
+
+// col[(r - k0) * ldc + (oh - oh0) * OW + ow] = Xp[c, oh*sh - ph + i, ow*sw - pw + j] for rows
+// r in [k0, k1) (zero where the tap reads padding); columns [0, (oh1 - oh0) * OW) only.
+// `taps` holds row_taps(g, k0, k1, oh0, oh1).
+void im2col(const float* xn, const ConvGeometry& g, const std::vector<RowTaps>& taps,
+            int64_t oh0, int64_t oh1, float* col, int64_t ldc) {
+  const int64_t OW = g.ow(), ncols = (oh1 - oh0) * OW;
+  for (size_t rr = 0; rr < taps.size(); ++rr) {
+    const RowTaps& rt = taps[rr];
+    const float* plane = xn + rt.c * g.h * g.w;
+    float* row = col + static_cast<int64_t>(rr) * ldc;
+    if (rt.a >= rt.b || rt.lo >= rt.hi) {
+      std::fill(row, row + ncols, 0.0f);
+      continue;
+    }
+    std::fill(row, row + (rt.a - oh0) * OW, 0.0f);
+    std::fill(row + (rt.b - oh0) * OW, row + ncols, 0.0f);
+    if (rt.same) {
+      // one copy of the valid span, then zero the columns whose tap falls in the side padding
+      const int64_t q0 = (rt.a - oh0) * OW + rt.lo, q1 = (rt.b - 1 - oh0) * OW + rt.hi;
+      std::memcpy(row + q0, plane + q0 + rt.offset, static_cast<size_t>(q1 - q0) * sizeof(float));
+      zero_side_columns(row, rt, oh0, OW);
+      continue;
+    }
+    for (int64_t oh = rt.a; oh < rt.b; ++oh) {
+      float* dst = row + (oh - oh0) * OW;
+      const float* src = plane + (oh * g.sh - g.ph + rt.i) * g.w + (rt.lo * g.sw - g.pw + rt.j);
+      for (int64_t ow = rt.lo; ow < rt.hi; ++ow) dst[ow] = src[(ow - rt.lo) * g.sw];
+    }
+    zero_side_columns(row, rt, oh0, OW);
+  }
+}
+
+// The transpose of im2col: dxn[c, h, w] += col[...] over the taps of rows [k0, k1) that read
+// inside the input. May zero entries of `col` (those reading padding).
+void col2im_add(float* col, int64_t ldc, const ConvGeometry& g, const std::vector<RowTaps>& taps,
+                int64_t oh0, float* dxn) {
+  const int64_t OW = g.ow();
+  for (size_t rr = 0; rr < taps.size(); ++rr) {
+    const RowTaps& rt = taps[rr];
+    if (rt.a >= rt.b || rt.lo >= rt.hi) continue;
+    float* plane = dxn + rt.c * g.h * g.w;
+    float* row = col + static_cast<int64_t>(rr) * ldc;
+    if (rt.same) {
+      // zero the padding taps, then one contiguous add of the valid span
+      zero_side_columns(row, rt, oh0, OW);
+      const int64_t q0 = (rt.a - oh0) * OW + rt.lo, q1 = (rt.b - 1 - oh0) * OW + rt.hi;
+      float* dst = plane + rt.offset;
+      for (int64_t q = q0; q < q1; ++q) dst[q] += row[q];
+      continue;
+    }
+    for (int64_t oh = rt.a; oh < rt.b; ++oh) {
       const float* src = row + (oh - oh0) * OW;
-      float* dst = plane + h * g.w + (lo * g.sw - g.pw + j);
-      if (g.sw == 1) {
-        for (int64_t ow = lo; ow < hi; ++ow) dst[ow - lo] += src[ow];
-      } else {
-        for (int64_t ow = lo; ow < hi; ++ow) dst[(ow - lo) * g.sw] += src[ow];
-      }
+      float* dst = plane + (oh * g.sh - g.ph + rt.i) * g.w + (rt.lo * g.sw - g.pw + rt.j);
+      for (int64_t ow = rt.lo; ow < rt.hi; ++ow) dst[(ow - rt.lo) * g.sw] += src[ow];
     }
   }
+}
+
+// Zeroes columns [ncols, round8(ncols)) of `nrows` packed rows (the kernels read whole vectors).
+void zero_tail(float* col, int64_t ldc, int64_t nrows, int64_t ncols) {
+  const int64_t end = round8(ncols);
+  for (int64_t r = 0; r < nrows; ++r) std::fill(col + r * ldc + ncols, col + r * ldc + end, 0.0f);
 }
 
 // Sum of n floats with 8 independent partial sums (vectorizable), returned in double.
@@ -131,21 +211,31 @@ void conv2d_forward(const float* x, const float* w, float* y, const ConvGeometry
   if (!use_avx2_kernels()) return ref::conv2d_forward(x, w, y, g, num_threads);
 #if defined(ONEBIT_X86)
   const int nt = resolve_threads(num_threads);
-  const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, K = g.c * g.kh * g.kw;
-  int64_t rows = std::clamp<int64_t>(kChunkCols / OW, 1, OH);
-  if (g.n < nt) {  // split images into enough chunks for every thread
-    const int64_t want = (nt + g.n - 1) / g.n;
-    rows = std::min(rows, std::max<int64_t>(1, (OH + want - 1) / want));
-  }
-  const int64_t nchunks = (OH + rows - 1) / rows, ldc = round8(rows * OW);
-  parallel_for(g.n * nchunks, nt, 1, [&](int64_t begin, int64_t end) {
-    ScratchBuffer<float> col(static_cast<size_t>(K * ldc));
+  const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, K = g.c * g.kh * g.kw, M = g.cout;
+  const int64_t CHW = g.c * g.h * g.w;
+  const Plan pl = make_plan(g, nt);
+  parallel_for(pl.ngroups * pl.nrow, nt, 1, [&](int64_t begin, int64_t end) {
+    ScratchBuffer<float> col(static_cast<size_t>(K * pl.ldc));
+    std::unique_ptr<ScratchBuffer<float>> ybuf;  // output staging when a chunk spans images
+    if (pl.group > 1) ybuf = std::make_unique<ScratchBuffer<float>>(M * pl.ldc);
+    std::vector<RowTaps> taps;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / nchunks, oh0 = (item % nchunks) * rows;
-      const int64_t oh1 = std::min(OH, oh0 + rows);
-      im2col(x + n * g.c * g.h * g.w, g, 0, K, oh0, oh1, col.data(), ldc);
-      avx2::fwd_chunk(w, g.cout, K, col.data(), ldc, (oh1 - oh0) * OW,
-                      y + n * g.cout * P + oh0 * OW, P);
+      const int64_t n0 = (item / pl.nrow) * pl.group, ng = std::min(pl.group, g.n - n0);
+      const int64_t oh0 = (item % pl.nrow) * pl.rows, oh1 = std::min(OH, oh0 + pl.rows);
+      const int64_t pc = (oh1 - oh0) * OW, ncols = ng * pc;
+      row_taps(g, 0, K, oh0, oh1, &taps);
+      for (int64_t i = 0; i < ng; ++i)
+        im2col(x + (n0 + i) * CHW, g, taps, oh0, oh1, col.data() + i * pc, pl.ldc);
+      zero_tail(col.data(), pl.ldc, K, ncols);
+      if (ng == 1) {
+        avx2::fwd_chunk(w, M, K, col.data(), pl.ldc, ncols, y + n0 * M * P + oh0 * OW, P);
+        continue;
+      }
+      avx2::fwd_chunk(w, M, K, col.data(), pl.ldc, ncols, ybuf->data(), pl.ldc);
+      for (int64_t i = 0; i < ng; ++i)
+        for (int64_t t = 0; t < M; ++t)
+          std::memcpy(y + ((n0 + i) * M + t) * P + oh0 * OW, ybuf->data() + t * pl.ldc + i * pc,
+                      static_cast<size_t>(pc) * sizeof(float));
     }
   });
 #endif
@@ -160,13 +250,13 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, KK = g.kh * g.kw, K = g.c * KK;
   const int64_t M = g.cout, HW = g.h * g.w;
-  const int64_t rows = std::clamp<int64_t>(kChunkCols / OW, 1, OH), ldc = round8(rows * OW);
-  // Work items are (image, channel block): blocks own disjoint dX planes and dF columns. Split
-  // channels only when the images alone would leave threads idle or unevenly loaded.
+  const Plan pl = make_plan(g, 1);
+  // Work items are (image group, channel block): blocks own disjoint dX planes and dF columns.
+  // Split channels only when the groups alone would leave threads idle or unevenly loaded.
   int64_t nblocks = 1;
-  if (g.n % nt != 0 && g.n < 4 * nt) nblocks = nt / std::gcd<int64_t>(g.n, nt);
+  if (pl.ngroups % nt != 0 && pl.ngroups < 4 * nt) nblocks = nt / std::gcd<int64_t>(pl.ngroups, nt);
   nblocks = std::min(nblocks, g.c);
-  const int64_t rows_max = ((g.c + nblocks - 1) / nblocks) * KK;
+  const int64_t rows_max = ceil_div(g.c, nblocks) * KK;
 
   std::vector<float> wt;  // F^T: [K, M]
   if (dx != nullptr) {
@@ -181,45 +271,53 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
     std::vector<float> dw;
     std::vector<double> sum_g;
   };
-  const int64_t items = g.n * nblocks;
+  const int64_t items = pl.ngroups * nblocks;
   std::vector<std::unique_ptr<Partial>> partials(dw != nullptr ? items : 0);
 
   parallel_for(items, nt, 1, [&](int64_t begin, int64_t end) {
-    ScratchBuffer<float> col(static_cast<size_t>(rows_max * ldc));
-    ScratchBuffer<float> gp(static_cast<size_t>(M * ldc));
+    ScratchBuffer<float> col(static_cast<size_t>(rows_max * pl.ldc));
+    ScratchBuffer<float> gp(static_cast<size_t>(M * pl.ldc));
     std::unique_ptr<ScratchBuffer<float>> dcol;
-    if (dx != nullptr) dcol = std::make_unique<ScratchBuffer<float>>(rows_max * ldc);
+    if (dx != nullptr) dcol = std::make_unique<ScratchBuffer<float>>(rows_max * pl.ldc);
     std::unique_ptr<Partial> part;
     if (dw != nullptr) {
       part = std::make_unique<Partial>();
       part->dw.assign(static_cast<size_t>(M * K), 0.0f);
       part->sum_g.assign(static_cast<size_t>(M), 0.0);
     }
+    std::vector<RowTaps> taps;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / nblocks, blk = item % nblocks;
+      const int64_t n0 = (item / nblocks) * pl.group, ng = std::min(pl.group, g.n - n0);
+      const int64_t blk = item % nblocks;
       const int64_t c0 = blk * g.c / nblocks, c1 = (blk + 1) * g.c / nblocks;
       if (c1 == c0) continue;
       const int64_t k0 = c0 * KK, k1 = c1 * KK, nr = k1 - k0;
-      const float* xn = x + n * g.c * HW;
-      float* dxn = dx != nullptr ? dx + n * g.c * HW : nullptr;
-      if (dxn != nullptr) std::fill(dxn + c0 * HW, dxn + c1 * HW, 0.0f);
-      for (int64_t oh0 = 0; oh0 < OH; oh0 += rows) {
-        const int64_t oh1 = std::min(OH, oh0 + rows), ncols = (oh1 - oh0) * OW;
-        im2col(xn, g, k0, k1, oh0, oh1, col.data(), ldc);
-        const float* gsrc = gy + n * M * P + oh0 * OW;
+      if (dx != nullptr)
+        for (int64_t i = 0; i < ng; ++i)
+          std::fill(dx + ((n0 + i) * g.c + c0) * HW, dx + ((n0 + i) * g.c + c1) * HW, 0.0f);
+      for (int64_t oh0 = 0; oh0 < OH; oh0 += pl.rows) {
+        const int64_t oh1 = std::min(OH, oh0 + pl.rows), pc = (oh1 - oh0) * OW, ncols = ng * pc;
+        row_taps(g, k0, k1, oh0, oh1, &taps);
+        for (int64_t i = 0; i < ng; ++i)
+          im2col(x + (n0 + i) * g.c * HW, g, taps, oh0, oh1, col.data() + i * pc, pl.ldc);
+        zero_tail(col.data(), pl.ldc, nr, ncols);
         for (int64_t t = 0; t < M; ++t) {
-          float* dst = gp.data() + t * ldc;
-          std::memcpy(dst, gsrc + t * P, static_cast<size_t>(ncols) * sizeof(float));
-          std::fill(dst + ncols, dst + ldc, 0.0f);
+          float* dst = gp.data() + t * pl.ldc;
+          for (int64_t i = 0; i < ng; ++i)
+            std::memcpy(dst + i * pc, gy + ((n0 + i) * M + t) * P + oh0 * OW,
+                        static_cast<size_t>(pc) * sizeof(float));
           if (part && blk == 0) part->sum_g[t] += row_sum(dst, ncols);
         }
-        if (dxn != nullptr) {
-          avx2::dx_chunk(wt.data() + k0 * M, M, col.data(), ldc, gp.data(), ldc, nr, ncols,
-                         dcol->data(), ldc);
-          col2im_add(dcol->data(), ldc, g, k0, k1, oh0, oh1, dxn);
+        zero_tail(gp.data(), pl.ldc, M, ncols);
+        if (dx != nullptr) {
+          avx2::dx_chunk(wt.data() + k0 * M, M, col.data(), pl.ldc, gp.data(), pl.ldc, nr, ncols,
+                         dcol->data(), pl.ldc);
+          for (int64_t i = 0; i < ng; ++i)
+            col2im_add(dcol->data() + i * pc, pl.ldc, g, taps, oh0, dx + (n0 + i) * g.c * HW);
         }
         if (part)
-          avx2::dw_chunk(gp.data(), ldc, M, col.data(), ldc, nr, ncols, part->dw.data() + k0, K);
+          avx2::dw_chunk(gp.data(), pl.ldc, M, col.data(), pl.ldc, nr, ncols,
+                         part->dw.data() + k0, K);
       }
     }
     if (part) partials[begin] = std::move(part);
