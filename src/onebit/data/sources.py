@@ -41,7 +41,7 @@ log = logging.getLogger("onebit.data")
 
 ENV_DATA_DIR = "ONEBIT_DATA_DIR"
 ENV_TIMEOUT = "ONEBIT_DOWNLOAD_TIMEOUT"
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 5.0
 
 # sub-directory names a dataset may sit in, inside one of the user's places
 _SUBDIRS = {
@@ -77,7 +77,7 @@ def default_cache_dir() -> Path:
 
 
 def download_timeout() -> float:
-    """Seconds a download may wait for the server (``ONEBIT_DOWNLOAD_TIMEOUT``, default 10)."""
+    """Seconds a download may wait for the server (``ONEBIT_DOWNLOAD_TIMEOUT``, default 5)."""
     raw = os.environ.get(ENV_TIMEOUT)
     if raw is None or raw == "":
         return DEFAULT_TIMEOUT_S
