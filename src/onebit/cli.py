@@ -213,7 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("ONEBIT_DEBUG", "") not in ("", "0")
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if args.command == "train":
+            # overrides may come before or after the options
+            bad = [a for a in extra if a.startswith("-") or "=" not in a]
+            if bad:
+                raise UserError(f"unrecognized arguments: {' '.join(bad)}; overrides are written "
+                                "key.sub=value (see `onebit train --help`)")
+            args.overrides = list(args.overrides) + extra
+        elif extra:
+            raise UserError(f"unrecognized arguments: {' '.join(extra)} (see `{PROG} {args.command} "
+                            "--help`)")
         if args.command is None:
             parser.print_help()
             return 2

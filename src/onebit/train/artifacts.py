@@ -106,12 +106,15 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     return state, config
 
 
-def state_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer (names, shapes and bytes, in name order)."""
+def state_digest(model: nn.Module, params_only: bool = False) -> str:
+    """SHA-256 of every parameter and buffer (names, shapes and bytes, in name order); with
+    ``params_only`` of the parameters alone (what DDP keeps equal across ranks: BatchNorm's running
+    statistics are updated per rank)."""
     import hashlib
 
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    items = model.named_parameters() if params_only else model.state_dict().items()
+    for name, t in sorted(items):
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,7 @@ def _validate_node(node: dict[str, Any], schema: dict[str, Any], prefix: str, pa
     if not isinstance(node, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping of keys to values")
     out: dict[str, Any] = {}
-    open_section = prefix.rstrip(".") in OPEN_SECTIONS
+    open_section = re.sub(r"^stages\.\d+\.", "", prefix.rstrip(".")) in OPEN_SECTIONS
     for key, value in node.items():
         path = prefix + str(key)
         if key not in schema:

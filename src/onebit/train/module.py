@@ -29,7 +29,17 @@ import torch.nn.functional as F
 
 from onebit.train.build import binary_weight_layers, build_model, dataset_meta
 
-__all__ = ["OnebitModule", "LRSchedule"]
+__all__ = ["OnebitModule", "LRSchedule", "flip_ratio"]
+
+
+def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    """Fraction of binary weights whose sign differs between two snapshots (``Q(w) < 0`` masks
+    per layer, as :meth:`OnebitModule.binary_signs` returns)."""
+    if set(before) != set(after):
+        raise ValueError("flip_ratio: the snapshots cover different layers")
+    flipped = sum(int((after[k] != before[k].to(after[k].device)).sum()) for k in after)
+    total = sum(v.numel() for v in after.values())
+    return flipped / total if total else 0.0
 
 
 class LRSchedule:
@@ -123,13 +133,14 @@ class OnebitModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         _, loss, acc = self._loss_acc(batch)
+        sync = self._trainer is not None and self.trainer.world_size > 1
         total = loss
         reg = self.method.regularizer(self.model) if hasattr(self.method, "regularizer") else None
         if reg is not None:
             total = loss + reg
-            self.log("train_reg", reg, on_step=False, on_epoch=True)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train_acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+            self.log("train_reg", reg, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=sync)
+        self.log("train_acc", acc, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync)
         return total
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -173,11 +184,9 @@ class OnebitModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if not self._signs:
             return
-        now = self.binary_signs()
-        flipped = sum(int((now[k] != self._signs[k].to(now[k].device)).sum()) for k in now)
-        total = sum(v.numel() for v in now.values())
-        self.last_flip_ratio = flipped / max(1, total)
-        self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, sync_dist=False)
+        self.last_flip_ratio = flip_ratio(self._signs, self.binary_signs())
+        # identical on every rank (DDP keeps the weights equal)
+        self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, rank_zero_only=True)
 
     # ------------------------------------------------------------------ time, RNG, checkpoints
     def elapsed_train_s(self) -> float:

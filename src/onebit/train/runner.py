@@ -164,7 +164,8 @@ def evaluate_checkpoint(path: str, data_dir: str | None = None, accelerator: str
         config["data"]["data_dir"] = data_dir
     if batch_size is not None:
         config["data"]["eval_batch_size"] = batch_size
-    config["data"]["test_subset"] = test_subset
+    if test_subset is not None:
+        config["data"]["test_subset"] = test_subset
     _check_accelerator(config)
     check_buildable(config)
     module = _module_from_state(state, config)
@@ -313,6 +314,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
     trainer = None
     digests: list[str] = []
     initial_digest = artifacts.state_digest(module.model)
+    initial_params = artifacts.state_digest(module.model, params_only=True)
     if cfg["kind"] == "bn_reestimate":
         t0 = time.perf_counter()
         frozen = freeze_binary_weights_(module.model)
@@ -335,7 +337,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
             for lg in trainer.loggers:
                 lg.finalize("success")
             artifacts.merge_metrics(stage_dir)
-        digests = _gather_digests(trainer, artifacts.state_digest(module.model))
+        digests = _gather_digests(trainer, artifacts.state_digest(module.model, params_only=True))
         if not trainer.is_global_zero:
             _barrier(trainer)
             return None
@@ -350,7 +352,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
                  "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
                  "precision": str(trainer.precision)}
         if trainer.world_size > 1:
-            extra["rank_weight_digests"] = digests
+            extra["rank_param_digests"] = digests
     if dm._test is None:
         dm.setup("test")
     test = evaluate_model(module, dm.test_dataloader(), device)
@@ -375,6 +377,8 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
         "seed": cfg["seed"], "device": str(device),
         "initial_weight_digest": initial_digest,
         "final_weight_digest": artifacts.state_digest(module.model),
+        "initial_param_digest": initial_params,
+        "final_param_digest": artifacts.state_digest(module.model, params_only=True),
         "new_params_at_init": new_params,
         "onebit_version": _version(), "torch_version": torch.__version__,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
