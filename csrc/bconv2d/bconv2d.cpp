@@ -108,7 +108,7 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
 void bconv2d(const uint32_t* x, const uint32_t* w, const BConv2DShape& s, const OutputTransform& t,
              int num_threads) {
   s.validate();
-  const PopcountKernel* uk = popcount_kernel(active_isa());
+  const PopcountKernel* uk = popcount_kernel(active_isa(), s.filter_words());
   if (uk == nullptr) return bconv2d_reference(x, w, s, t);
   bconv2d_optimized(*uk, x, w, s, t, num_threads);
 }

@@ -15,7 +15,7 @@ namespace onebit {
 
 void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t kw, int64_t k,
            const OutputTransform& t, int num_threads) {
-  const PopcountKernel* ukp = popcount_kernel(active_isa());
+  const PopcountKernel* ukp = popcount_kernel(active_isa(), kw);
   if (ukp == nullptr) return bgemm_reference(a, b, m, n, kw, k, t);
   const PopcountKernel& uk = *ukp;
   const int threads = num_threads > 0 ? num_threads : default_num_threads();

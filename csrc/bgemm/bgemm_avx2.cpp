@@ -6,7 +6,9 @@
 // likewise as two 16-byte vectors (kp is a multiple of 4 words). Splitting once while packing
 // takes the and/shift/and out of the inner loop: since (a ^ b) & 0x0f = a_lo ^ b_lo, a tile pair
 // costs per chunk two vpxor, two vpshufb (table of nibble popcounts) and two vpaddb. Byte counts
-// grow by at most 8 per chunk, so they are widened (vpsadbw) every 30 chunks, before they could pass 255.
+// grow by at most 8 per chunk, so they are widened (vpsadbw) every 30 chunks, before they could
+// pass 255. Rows of at most 4 words use a scalar POPCNT tile on plain panels instead (see
+// popcount_kernel_avx2_short).
 #include <immintrin.h>
 
 #include <cstring>
@@ -131,10 +133,36 @@ void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row
   }
 }
 
+// Short rows: plain words, kp = 4 (two 64-bit halves), scalar XOR + POPCNT per pair.
+void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst) {
+  std::memcpy(dst, src, sizeof(uint32_t) * static_cast<size_t>(kp));
+}
+
+template <int MR, int NR>
+void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
+  (void)kp;  // always 4 words: rows of 16 bytes
+  uint64_t a0[MR], a1[MR];
+  for (int i = 0; i < MR; ++i) {
+    std::memcpy(&a0[i], a + 16 * i, 8);
+    std::memcpy(&a1[i], a + 16 * i + 8, 8);
+  }
+  for (int j = 0; j < NR; ++j) {
+    uint64_t b0, b1;
+    std::memcpy(&b0, b + 16 * j, 8);
+    std::memcpy(&b1, b + 16 * j + 8, 8);
+    for (int i = 0; i < MR; ++i)
+      c[i * ldc + j] = static_cast<int32_t>(_mm_popcnt_u64(a0[i] ^ b0) + _mm_popcnt_u64(a1[i] ^ b1));
+  }
+}
+
+const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain, tile_short<3, 4>,
+                                     row_popcounts_popcnt};
+
 const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 4, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt};
 
 }  // namespace
 
 const PopcountKernel& popcount_kernel_avx2() { return kKernel; }
+const PopcountKernel& popcount_kernel_avx2_short() { return kShortKernel; }
 
 }  // namespace onebit

@@ -1,6 +1,7 @@
 // AVX-512 binary GEMM tile with VPOPCNTDQ: per 512-bit chunk and tile pair one vpxorq, one
 // vpopcntq and one vpaddq into 64-bit lanes (no overflow to manage). Panels hold the packed words
-// as they are; kp is a multiple of 8 words, a trailing 8-word chunk uses the 256-bit forms (VL).
+// as they are (rows 32-byte aligned, hence the unaligned loads); kp is a multiple of 8 words, a
+// trailing 8-word chunk uses the 256-bit forms (VL).
 #include <immintrin.h>
 
 #include <cstring>
@@ -41,10 +42,10 @@ void tile_avx512(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int
   for (int64_t k = 0; k < full; ++k) {
     __m512i av[MR];
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) av[i] = _mm512_load_si512(a + i * rb + 64 * k);
+    for (int i = 0; i < MR; ++i) av[i] = _mm512_loadu_si512(a + i * rb + 64 * k);
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) {
-      const __m512i bv = _mm512_load_si512(b + j * rb + 64 * k);
+      const __m512i bv = _mm512_loadu_si512(b + j * rb + 64 * k);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i)
         acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(av[i], bv)));
@@ -56,9 +57,9 @@ void tile_avx512(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int
   if (kp % 16) {
     const int64_t off = 64 * full;
     for (int i = 0; i < MR; ++i) {
-      const __m256i av = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + i * rb + off));
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i * rb + off));
       for (int j = 0; j < NR; ++j) {
-        const __m256i bv = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + j * rb + off));
+        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * rb + off));
         sums[i][j] += hsum256_epi64(_mm256_popcnt_epi64(_mm256_xor_si256(av, bv)));
       }
     }

@@ -26,11 +26,16 @@ struct PopcountKernel {
   void (*row_popcounts)(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out);
 };
 
-// The kernel of an ISA, or nullptr where that ISA has none here (the reference path is separate).
-const PopcountKernel* popcount_kernel(Isa isa);
+// The kernel of an ISA for rows of kw words, or nullptr where that ISA has none here (the
+// reference path is separate).
+const PopcountKernel* popcount_kernel(Isa isa, int64_t kw);
 
 #if defined(ONEBIT_X86)
 const PopcountKernel& popcount_kernel_avx2();
+// For rows of at most 4 words (e.g. 1x1 convs over <= 128 channels): plain panels and scalar
+// POPCNT, where a vector tile would spend most of its time on setup and reductions.
+const PopcountKernel& popcount_kernel_avx2_short();
+constexpr int64_t kAvx2ShortMaxWords = 4;
 const PopcountKernel& popcount_kernel_avx512();
 #endif
 #if defined(ONEBIT_ARM64)

@@ -63,11 +63,12 @@ Blocking choose_blocking(const PopcountKernel& uk, int64_t m, int64_t n, int64_t
   return bl;
 }
 
-const PopcountKernel* popcount_kernel(Isa isa) {
+const PopcountKernel* popcount_kernel(Isa isa, int64_t kw) {
   switch (isa) {
 #if defined(ONEBIT_X86)
     case Isa::Avx512: return &popcount_kernel_avx512();
-    case Isa::Avx2: return &popcount_kernel_avx2();
+    case Isa::Avx2:
+      return kw <= kAvx2ShortMaxWords ? &popcount_kernel_avx2_short() : &popcount_kernel_avx2();
 #endif
 #if defined(ONEBIT_ARM64)
     case Isa::Neon: return &popcount_kernel_neon();

@@ -162,3 +162,17 @@ def test_bits_output_chains_into_next_layer() -> None:
     h_float = np.where(a1 < thr, -1.0, 1.0).astype(np.float32).transpose(0, 3, 1, 2)
     np.testing.assert_array_equal(out, _torch_conv(np.ascontiguousarray(h_float), w2, 1,
                                                    (1, 1, 1, 1), 0.0).astype(np.int32))
+
+
+@pytest.mark.parametrize("isa", all_isas())
+@pytest.mark.parametrize("cin,k,stride", [(1, 1, 1), (31, 1, 2), (64, 1, 2), (100, 1, 1), (128, 1, 2),
+                                          (129, 1, 1), (32, 2, 1), (40, 2, 2)])
+def test_short_filters_against_torch(isa: str, cin: int, k: int, stride: int) -> None:
+    """Filters of at most 4 words (1x1 convs over <= 128 channels) take a kernel of their own."""
+    rng = np.random.default_rng(cin * 10 + k)
+    x, w = random_pm1(rng, (2, cin, 9, 7)), random_pm1(rng, (37, cin, k, k))
+    with K.use_isa(isa):
+        out = K.bconv2d(K.pack_nchw(x), K.pack_conv_weight(w), in_channels=cin, stride=stride,
+                        padding=k // 2, num_threads=2)
+    pads = (k // 2,) * 4
+    np.testing.assert_array_equal(out, _torch_conv(x, w, stride, pads, 0.0).astype(np.int32))
