@@ -225,8 +225,10 @@ class OnebitDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         # runs on one process per node: fetch (download) the files once before setup()
-        for split in ("train", "test"):
-            self._load(split)
+        if self._train is None:
+            self._load("train")
+        if self._test is None:
+            self._load("test")
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self._train is None:

@@ -293,19 +293,32 @@ def _barrier(trainer: Any) -> None:
         trainer.strategy.barrier("onebit.stage_end")
 
 
-def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | None, resume: bool
-               ) -> dict[str, Any] | None:
+def _datamodule(cfg: dict[str, Any], cache: dict[str, Any]) -> Any:
+    """The stage's DataModule with its data read (or downloaded), shared by stages with the same
+    data settings; a missing dataset fails here, before a run directory is created."""
+    import json
+
+    from onebit.train.data import OnebitDataModule
+
+    key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True, default=str)
+    if key not in cache:
+        dm = OnebitDataModule.from_config(cfg)
+        dm.setup()
+        cache[key] = dm
+    return cache[key]
+
+
+def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | None, resume: bool,
+               dm: Any) -> dict[str, Any] | None:
     import lightning as L
 
     from onebit.analysis.summary import summarize
     from onebit.train.callbacks import AtomicCheckpoint
-    from onebit.train.data import OnebitDataModule
     from onebit.train.module import OnebitModule
 
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     if cfg["trainer"]["threads"]:
         torch.set_num_threads(cfg["trainer"]["threads"])
-    dm = OnebitDataModule.from_config(cfg)
     module = OnebitModule(cfg)
     new_params: list[str] = []
     if init is not None:
@@ -318,7 +331,6 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
     if cfg["kind"] == "bn_reestimate":
         t0 = time.perf_counter()
         frozen = freeze_binary_weights_(module.model)
-        dm.setup("fit")
         used = reestimate_batchnorm_(module, dm.plain_train_loader(), cfg["bn_reestimate"]["batches"],
                                      device, progress=cfg["trainer"]["progress_bar"])
         wall, steps, epochs = time.perf_counter() - t0, 0, 0.0
@@ -353,8 +365,6 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
                  "precision": str(trainer.precision)}
         if trainer.world_size > 1:
             extra["rank_param_digests"] = digests
-    if dm._test is None:
-        dm.setup("test")
     test = evaluate_model(module, dm.test_dataloader(), device)
     artifacts.save_weights(module.model, cfg, stage_dir / "model.safetensors")
     meta = dataset_meta(cfg)
@@ -428,11 +438,15 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
         _check_accelerator(st)
     run_dir = run_dir_of(cfg)
     rank0 = _rank() == 0
+    data: dict[str, Any] = {}
+    for st in stages:
+        _datamodule(st, data)
     if rank0:
         _prepare_run_dir(cfg, run_dir, resume, overwrite)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     if len(stages) == 1:
-        results = _run_stage(stages[0], run_dir, _init_state(stages[0], None), resume)
+        results = _run_stage(stages[0], run_dir, _init_state(stages[0], None), resume,
+                             _datamodule(stages[0], data))
         return results
     done: list[dict[str, Any]] = []
     prev_weights: Path | None = None
@@ -447,7 +461,7 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
             done.append(json.loads(finished.read_text()))
             prev_weights = sdir / "model.safetensors"
             continue
-        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume)
+        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume, _datamodule(st, data))
         prev_weights = sdir / "model.safetensors"
         if res is None:
             continue
