@@ -27,14 +27,19 @@ namespace onebit::adder::avx2 {
 void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx, int64_t ncols,
                float* Y, int64_t ldy);
 
-// D[r*ldd + q] = sum_t clip(WT[r*M + t] - X[r*ldx + q], -1, 1) * G[t*ldg + q],
+// D[r*ldd + q] = sum_t clip(W[t*ldw + r] - X[r*ldx + q], -1, 1) * G[t*ldg + q],
 // r < nrows, q < roundup(ncols, 8) (ldd, ldg multiples of 8, 32-byte aligned).
-void dx_chunk(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G,
+void dx_chunk(const float* W, int64_t ldw, int64_t M, const float* X, int64_t ldx, const float* G,
               int64_t ldg, int64_t nrows, int64_t ncols, float* D, int64_t ldd);
 
-// DW[t*lddw + r] += sum_q G[t*ldg + q] * X[r*ldx + q],  t < M, r < nrows, q < roundup(ncols, 8)
-// (G is zero in its padding columns).
-void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* X, int64_t ldx, int64_t nrows,
+// XT[q*ldxt + r] = X[r*ldx + q] for r < roundup(nrows, 8), q < roundup(ncols, 8) (whole 8x8
+// blocks: X must hold roundup(nrows, 8) rows and XT roundup(ncols, 8) rows).
+void transpose_cols(const float* X, int64_t ldx, int64_t nrows, int64_t ncols, float* XT,
+                    int64_t ldxt);
+
+// DW[t*lddw + k] += sum_q G[t*ldg + q] * XT[q*ldxt + k],  t < M, k < nk, q < ncols
+// (XT: the packed columns transposed, ldxt % 8 == 0, 32-byte aligned).
+void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* XT, int64_t ldxt, int64_t nk,
               int64_t ncols, float* DW, int64_t lddw);
 
 // Y[p*ldy + t] = fma(-sad(p, t), mult[t], bias[t]) with sad(p, t) = sum_b |Xc[p*kp + b] - Wc[t*kp + b]|

@@ -1,7 +1,8 @@
 // Driver of the AdderNet float training op: packs about 512 output positions at a time (a few
 // output rows of one image, or several whole small images) as im2col rows k = (c*KH + i)*KW + j
 // (zero padding as AdderNet's), runs the ISA's chunk kernels, scatters dX back (col2im) and
-// reduces dF over threads in a fixed order. Memory: O(K * 512) floats per thread, never the
+// reduces dF over threads in a fixed order. Memory: a few packed chunks per thread (sized from
+// the layer, see chunk_cols) plus one dF partial per extra thread, never the
 // C_out x K x (N*OH*OW) difference tensor.
 //
 // dF is computed as G X^T - F * sum(G): sum_q (x_q - f) g_q = sum_q x_q g_q - f sum_q g_q exactly,
@@ -39,10 +40,21 @@ void check_geometry(const ConvGeometry& g) {
 
 namespace {
 
-constexpr int64_t kChunkCols = 512;  // about this many output positions per packed chunk
+constexpr int64_t kMaxChunkCols = 512;  // output positions per packed chunk, at most
 
 int64_t round8(int64_t v) { return (v + 7) / 8 * 8; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Columns per packed chunk for `bytes_per_col` bytes of scratch per column and thread. The
+// scratch budget per thread is a quarter of the layer's input + output bytes shared among the
+// threads, within [256 KB, 4 MB]: a small layer gets short chunks, so that its scratch stays well
+// below its own tensors (the training step's peak memory), a large one long chunks.
+int64_t chunk_cols(const ConvGeometry& g, int nt, int64_t bytes_per_col) {
+  const int64_t io_bytes = 4 * g.n * (g.c * g.h * g.w + g.cout * g.oh() * g.ow());
+  const int64_t budget = std::clamp<int64_t>(io_bytes / (4 * nt), int64_t{256} << 10,
+                                             int64_t{4} << 20);
+  return std::clamp<int64_t>(budget / bytes_per_col, 8, kMaxChunkCols);
+}
 
 // How output positions are cut into packed chunks: `group` whole images per chunk when an image
 // has few positions, else one image cut into chunks of `rows` output rows.
@@ -52,13 +64,13 @@ struct Plan {
   int64_t ldc = 8;                // packed row stride (columns, multiple of 8)
 };
 
-Plan make_plan(const ConvGeometry& g, int64_t min_chunks) {
+Plan make_plan(const ConvGeometry& g, int64_t min_chunks, int64_t max_cols) {
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW;
   Plan pl;
-  if (P >= kChunkCols) {
-    pl.rows = std::clamp<int64_t>(kChunkCols / OW, 1, OH);
+  if (P >= max_cols) {
+    pl.rows = std::clamp<int64_t>(max_cols / OW, 1, OH);
   } else {
-    pl.group = std::clamp<int64_t>(kChunkCols / P, 1, g.n);
+    pl.group = std::clamp<int64_t>(max_cols / P, 1, g.n);
     pl.rows = OH;
   }
   pl.ngroups = ceil_div(g.n, pl.group);
@@ -213,7 +225,7 @@ void conv2d_forward(const float* x, const float* w, float* y, const ConvGeometry
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, K = g.c * g.kh * g.kw, M = g.cout;
   const int64_t CHW = g.c * g.h * g.w;
-  const Plan pl = make_plan(g, nt);
+  const Plan pl = make_plan(g, nt, chunk_cols(g, nt, 4 * (K + M)));
   parallel_for(pl.ngroups * pl.nrow, nt, 1, [&](int64_t begin, int64_t end) {
     ScratchBuffer<float> col(static_cast<size_t>(K * pl.ldc));
     std::unique_ptr<ScratchBuffer<float>> ybuf;  // output staging when a chunk spans images
@@ -250,7 +262,7 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, KK = g.kh * g.kw, K = g.c * KK;
   const int64_t M = g.cout, HW = g.h * g.w;
-  const Plan pl = make_plan(g, 1);
+  const Plan pl = make_plan(g, 1, chunk_cols(g, nt, 4 * (2 * round8(K) + M)));
   // Work items are (image group, channel block): blocks own disjoint dX planes and dF columns.
   // Split channels only when the groups alone would leave threads idle or unevenly loaded.
   int64_t nblocks = 1;
@@ -258,32 +270,33 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
   nblocks = std::min(nblocks, g.c);
   const int64_t rows_max = ceil_div(g.c, nblocks) * KK;
 
-  std::vector<float> wt;  // F^T: [K, M]
-  if (dx != nullptr) {
-    wt.resize(static_cast<size_t>(K * M));
-    for (int64_t t = 0; t < M; ++t)
-      for (int64_t k = 0; k < K; ++k) wt[k * M + t] = w[t * K + k];
-  }
-  // Per-thread partial dF sums, kept by the first item of the thread's range and added up in
-  // that order afterwards, so dF does not depend on thread timing (deterministic for a given
-  // thread count).
+  // dF: the thread whose range starts at item 0 accumulates into dw itself, every other thread
+  // into a partial sum kept by its first item; they are added up in that order afterwards, so
+  // dF does not depend on thread timing (deterministic for a given thread count).
   struct Partial {
     std::vector<float> dw;
     std::vector<double> sum_g;
   };
   const int64_t items = pl.ngroups * nblocks;
   std::vector<std::unique_ptr<Partial>> partials(dw != nullptr ? items : 0);
+  if (dw != nullptr) std::fill(dw, dw + M * K, 0.0f);
 
   parallel_for(items, nt, 1, [&](int64_t begin, int64_t end) {
-    ScratchBuffer<float> col(static_cast<size_t>(rows_max * pl.ldc));
+    ScratchBuffer<float> col(static_cast<size_t>(round8(rows_max) * pl.ldc));
     ScratchBuffer<float> gp(static_cast<size_t>(M * pl.ldc));
-    std::unique_ptr<ScratchBuffer<float>> dcol;
-    if (dx != nullptr) dcol = std::make_unique<ScratchBuffer<float>>(rows_max * pl.ldc);
+    // dX columns, then (for dF) the packed columns transposed
+    ScratchBuffer<float> aux(static_cast<size_t>(round8(rows_max) * pl.ldc));
     std::unique_ptr<Partial> part;
+    float* dw_acc = nullptr;
     if (dw != nullptr) {
       part = std::make_unique<Partial>();
-      part->dw.assign(static_cast<size_t>(M * K), 0.0f);
       part->sum_g.assign(static_cast<size_t>(M), 0.0);
+      if (begin == 0) {
+        dw_acc = dw;
+      } else {
+        part->dw.assign(static_cast<size_t>(M * K), 0.0f);
+        dw_acc = part->dw.data();
+      }
     }
     std::vector<RowTaps> taps;
     for (int64_t item = begin; item < end; ++item) {
@@ -310,24 +323,27 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
         }
         zero_tail(gp.data(), pl.ldc, M, ncols);
         if (dx != nullptr) {
-          avx2::dx_chunk(wt.data() + k0 * M, M, col.data(), pl.ldc, gp.data(), pl.ldc, nr, ncols,
-                         dcol->data(), pl.ldc);
+          avx2::dx_chunk(w + k0, K, M, col.data(), pl.ldc, gp.data(), pl.ldc, nr, ncols,
+                         aux.data(), pl.ldc);
           for (int64_t i = 0; i < ng; ++i)
-            col2im_add(dcol->data() + i * pc, pl.ldc, g, taps, oh0, dx + (n0 + i) * g.c * HW);
+            col2im_add(aux.data() + i * pc, pl.ldc, g, taps, oh0, dx + (n0 + i) * g.c * HW);
         }
-        if (part)
-          avx2::dw_chunk(gp.data(), pl.ldc, M, col.data(), pl.ldc, nr, ncols,
-                         part->dw.data() + k0, K);
+        if (dw_acc != nullptr) {
+          const int64_t ldxt = round8(nr);
+          std::fill(col.data() + nr * pl.ldc, col.data() + ldxt * pl.ldc, 0.0f);
+          avx2::transpose_cols(col.data(), pl.ldc, nr, ncols, aux.data(), ldxt);
+          avx2::dw_chunk(gp.data(), pl.ldc, M, aux.data(), ldxt, nr, ncols, dw_acc + k0, K);
+        }
       }
     }
     if (part) partials[begin] = std::move(part);
   });
   if (dw != nullptr) {
-    std::fill(dw, dw + M * K, 0.0f);
     std::vector<double> sum_g(M, 0.0);
     for (const auto& part : partials) {
       if (!part) continue;
-      for (int64_t q = 0; q < M * K; ++q) dw[q] += part->dw[q];
+      if (!part->dw.empty())
+        for (int64_t q = 0; q < M * K; ++q) dw[q] += part->dw[q];
       for (int64_t t = 0; t < M; ++t) sum_g[t] += part->sum_g[t];
     }
     for (int64_t t = 0; t < M; ++t) {

@@ -2,7 +2,7 @@
 // Each kernel is a register-blocked "GEMM" whose multiply-add is replaced by AdderNet's term:
 //   forward  acc[t][q] += |w - x|            4 filters x 24 positions, 3 ops per 8 terms
 //   dX       acc[r][q] += clip(w - x) * g    4 rows x 16 positions, 4 ops per 8 terms
-//   dW       acc[t][r] += g * x              4 filters x 3 rows (dF = G X^T - F sum G)
+//   dW       acc[t][k] += g * x              4 filters x 24 taps over X^T (dF = G X - F sum G)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -62,8 +62,8 @@ void fwd_tile(const float* W, int64_t K, const float* X, int64_t ldx, float* Y, 
 }
 
 template <int MK, int NV>
-void dx_tile(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G, int64_t ldg,
-             float* D, int64_t ldd) {
+void dx_tile(const float* W, int64_t ldw, int64_t M, const float* X, int64_t ldx, const float* G,
+             int64_t ldg, float* D, int64_t ldd) {
   __m256 acc[MK][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < MK; ++r)
@@ -76,7 +76,7 @@ void dx_tile(const float* WT, int64_t M, const float* X, int64_t ldx, const floa
     for (int j = 0; j < NV; ++j) gv[j] = _mm256_load_ps(G + t * ldg + 8 * j);
 #pragma GCC unroll 4
     for (int r = 0; r < MK; ++r) {
-      const __m256 wv = _mm256_broadcast_ss(WT + r * M + t);
+      const __m256 wv = _mm256_broadcast_ss(W + t * ldw + r);
 #pragma GCC unroll 2
       for (int j = 0; j < NV; ++j) {
         // w * 1 - x rounds once, exactly like w - x, but runs on the FMA ports, leaving the
@@ -93,29 +93,40 @@ void dx_tile(const float* WT, int64_t M, const float* X, int64_t ldx, const floa
     for (int j = 0; j < NV; ++j) _mm256_store_ps(D + r * ldd + 8 * j, acc[r][j]);
 }
 
-template <int MT, int MK>
-void dw_tile(const float* G, int64_t ldg, const float* X, int64_t ldx, int64_t nq, float* DW,
-             int64_t lddw) {
-  __m256 acc[MT][MK];
+// Adds the first n (1..8) lanes of v to dst.
+inline void add_partial(float* dst, __m256 v, int64_t n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), v));
+    return;
+  }
+  alignas(32) float tmp[8];
+  _mm256_store_ps(tmp, v);
+  for (int64_t l = 0; l < n; ++l) dst[l] += tmp[l];
+}
+
+template <int MT, int NV>
+void dw_tile(const float* G, int64_t ldg, const float* XT, int64_t ldxt, int64_t ncols, float* DW,
+             int64_t lddw, int64_t nk) {
+  __m256 acc[MT][NV];
 #pragma GCC unroll 4
   for (int t = 0; t < MT; ++t)
 #pragma GCC unroll 3
-    for (int r = 0; r < MK; ++r) acc[t][r] = _mm256_setzero_ps();
-  for (int64_t q = 0; q < nq; q += 8) {
-    __m256 xv[MK];
+    for (int v = 0; v < NV; ++v) acc[t][v] = _mm256_setzero_ps();
+  for (int64_t q = 0; q < ncols; ++q) {
+    __m256 xv[NV];
 #pragma GCC unroll 3
-    for (int r = 0; r < MK; ++r) xv[r] = _mm256_load_ps(X + r * ldx + q);
+    for (int v = 0; v < NV; ++v) xv[v] = _mm256_load_ps(XT + q * ldxt + 8 * v);
 #pragma GCC unroll 4
     for (int t = 0; t < MT; ++t) {
-      const __m256 gv = _mm256_load_ps(G + t * ldg + q);
+      const __m256 gv = _mm256_broadcast_ss(G + t * ldg + q);
 #pragma GCC unroll 3
-      for (int r = 0; r < MK; ++r) acc[t][r] = _mm256_fmadd_ps(gv, xv[r], acc[t][r]);
+      for (int v = 0; v < NV; ++v) acc[t][v] = _mm256_fmadd_ps(gv, xv[v], acc[t][v]);
     }
   }
 #pragma GCC unroll 4
   for (int t = 0; t < MT; ++t)
 #pragma GCC unroll 3
-    for (int r = 0; r < MK; ++r) DW[t * lddw + r] += hsum(acc[t][r]);
+    for (int v = 0; v < NV; ++v) add_partial(DW + t * lddw + 8 * v, acc[t][v], nk - 8 * v);
 }
 
 template <int MP, int MT>
@@ -152,15 +163,16 @@ void sad_tile(const uint8_t* X, const uint8_t* W, int64_t kp, const float* mult,
 }
 
 using FwdTile = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t);
-using DxTile = void (*)(const float*, int64_t, const float*, int64_t, const float*, int64_t,
-                        float*, int64_t);
-using DwTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+using DxTile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, const float*,
+                        int64_t, float*, int64_t);
+using DwTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t,
+                        int64_t);
 using SadTile = void (*)(const uint8_t*, const uint8_t*, int64_t, const float*, const float*,
                          float*, int64_t);
 
 constexpr int kFwdT = 4, kFwdV = 3;  // forward tile: filters x position vectors
 constexpr int kDxR = 4, kDxV = 2;    // dX tile: rows x position vectors
-constexpr int kDwT = 4, kDwR = 3;    // dW tile: filters x rows
+constexpr int kDwT = 4, kDwV = 3;    // dW tile: filters x fan-in vectors
 constexpr int kSadP = 3, kSadT = 4;  // SAD tile: positions x filters
 
 const FwdTile kFwd[kFwdT][kFwdV] = {
@@ -172,7 +184,7 @@ const DxTile kDx[kDxR][kDxV] = {{dx_tile<1, 1>, dx_tile<1, 2>},
                                 {dx_tile<2, 1>, dx_tile<2, 2>},
                                 {dx_tile<3, 1>, dx_tile<3, 2>},
                                 {dx_tile<4, 1>, dx_tile<4, 2>}};
-const DwTile kDw[kDwT][kDwR] = {{dw_tile<1, 1>, dw_tile<1, 2>, dw_tile<1, 3>},
+const DwTile kDw[kDwT][kDwV] = {{dw_tile<1, 1>, dw_tile<1, 2>, dw_tile<1, 3>},
                                 {dw_tile<2, 1>, dw_tile<2, 2>, dw_tile<2, 3>},
                                 {dw_tile<3, 1>, dw_tile<3, 2>, dw_tile<3, 3>},
                                 {dw_tile<4, 1>, dw_tile<4, 2>, dw_tile<4, 3>}};
@@ -181,7 +193,38 @@ const SadTile kSad[kSadP][kSadT] = {
     {sad_tile<2, 1>, sad_tile<2, 2>, sad_tile<2, 3>, sad_tile<2, 4>},
     {sad_tile<3, 1>, sad_tile<3, 2>, sad_tile<3, 3>, sad_tile<3, 4>}};
 
+// Transposes the 8x8 block src[i * lds + j] into dst[j * ldd + i].
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+#pragma GCC unroll 4
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
 }  // namespace
+
+void transpose_cols(const float* X, int64_t ldx, int64_t nrows, int64_t ncols, float* XT,
+                    int64_t ldxt) {
+  for (int64_t r0 = 0; r0 < nrows; r0 += 8)
+    for (int64_t q0 = 0; q0 < ncols; q0 += 8)
+      transpose8x8(X + r0 * ldx + q0, ldx, XT + q0 * ldxt + r0, ldxt);
+}
 
 void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx, int64_t ncols,
                float* Y, int64_t ldy) {
@@ -194,26 +237,26 @@ void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx
   }
 }
 
-void dx_chunk(const float* WT, int64_t M, const float* X, int64_t ldx, const float* G,
+void dx_chunk(const float* W, int64_t ldw, int64_t M, const float* X, int64_t ldx, const float* G,
               int64_t ldg, int64_t nrows, int64_t ncols, float* D, int64_t ldd) {
   for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kDxV) {
     const int64_t nv = std::min<int64_t>(kDxV, (ncols - q0 + 7) / 8);
     for (int64_t r0 = 0; r0 < nrows; r0 += kDxR) {
       const int64_t mr = std::min<int64_t>(kDxR, nrows - r0);
-      kDx[mr - 1][nv - 1](WT + r0 * M, M, X + r0 * ldx + q0, ldx, G + q0, ldg,
-                          D + r0 * ldd + q0, ldd);
+      kDx[mr - 1][nv - 1](W + r0, ldw, M, X + r0 * ldx + q0, ldx, G + q0, ldg, D + r0 * ldd + q0,
+                          ldd);
     }
   }
 }
 
-void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* X, int64_t ldx, int64_t nrows,
+void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* XT, int64_t ldxt, int64_t nk,
               int64_t ncols, float* DW, int64_t lddw) {
-  const int64_t nq = (ncols + 7) / 8 * 8;
-  for (int64_t r0 = 0; r0 < nrows; r0 += kDwR) {
-    const int64_t mr = std::min<int64_t>(kDwR, nrows - r0);
+  for (int64_t k0 = 0; k0 < nk; k0 += 8 * kDwV) {
+    const int64_t nv = std::min<int64_t>(kDwV, (nk - k0 + 7) / 8);
     for (int64_t t0 = 0; t0 < M; t0 += kDwT) {
       const int64_t mt = std::min<int64_t>(kDwT, M - t0);
-      kDw[mt - 1][mr - 1](G + t0 * ldg, ldg, X + r0 * ldx, ldx, nq, DW + t0 * lddw + r0, lddw);
+      kDw[mt - 1][nv - 1](G + t0 * ldg, ldg, XT + k0, ldxt, ncols, DW + t0 * lddw + k0, lddw,
+                          nk - k0);
     }
   }
 }
