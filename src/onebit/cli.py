@@ -6,6 +6,9 @@ Commands::
     onebit eval CHECKPOINT [--data-dir DIR] [--accelerator gpu]
     onebit summary MODEL [--method M] [--input-size C H W]
     onebit list {models,methods,datasets,recipes}
+    onebit export CHECKPOINT OUT.onebit
+    onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy]
+    onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2]
 
 Any config field can be overridden as ``key.sub=value`` (the value is parsed as YAML). A user error
 (unknown model/method/dataset/config key, bad value, missing config or data) prints one line on
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list models, methods, datasets or recipes")
     ls.add_argument("what", choices=("models", "methods", "datasets", "recipes"))
+
+    from onebit.deploy.cli import add_subcommands  # export, predict, bench
+
+    add_subcommands(sub)
     return p
 
 
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         handler = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
-                   "list": _cmd_list}[args.command]
+                   "list": _cmd_list}.get(args.command) or args.handler
         return handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from torch import nn
 
 import onebit.runtime as rt
 from onebit.deploy import ConversionError, convert, save
+from onebit.deploy.torch_graph import GraphTorchModule
 from onebit.methods import binarize_
 from onebit.nn import QuantConv2d, QuantLinear, XNORBlock
 
@@ -270,3 +271,19 @@ def test_binarize_then_convert_keeps_first_layer_input_real():
     assert [n.op for n in graph.nodes] == ["conv2d", "bconv2d", "flatten", "blinear"]
     x = np.random.default_rng(8).standard_normal((6, 3, 4, 4)).astype(np.float32)
     assert_matches_torch(model, rt.Model(graph)(x), x)
+
+
+@pytest.mark.parametrize("name, method, options, shape", [
+    ("fmnist_cnn", "xnor", {"in_channels": 1, "width": 0.25, "hidden": 16}, (1, 28, 28)),
+    ("mlp", "bnn", {"in_channels": 1, "hidden": 40, "depth": 2}, (1, 28, 28)),
+    ("resnet20", "bireal", {"width": 0.25}, (3, 16, 16)),
+    ("lenet5_bn", "addernet", {"in_channels": 1}, (1, 28, 28)),
+])
+def test_graph_as_torch_module_agrees_with_the_runtime(name, method, options, shape):
+    model = binarized(name, method, **options)
+    graph = convert(model, example_input_shape=shape)
+    x = np.random.default_rng(9).standard_normal((3, *shape)).astype(np.float32)
+    with torch.no_grad():
+        ref = GraphTorchModule(graph)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rt.Model(graph)(x), ref, rtol=0,
+                               atol=1e-4 * max(1.0, float(np.abs(ref).max())))

@@ -5,12 +5,39 @@
 >>> save(graph, "model.onebit")                      # doctest: +SKIP
 >>> import onebit.runtime as rt
 >>> rt.load("model.onebit")(x)                       # doctest: +SKIP
+
+Names are imported on first use, so that ``onebit.deploy.cli`` (whose ``predict`` needs only the
+runtime) loads without torch.
 """
 
-from onebit.deploy.convert import convert
-from onebit.deploy.format import load_graph, save
-from onebit.deploy.trace import ConversionError
-from onebit.runtime.errors import FormatError
-from onebit.runtime.graph import Graph as InferenceGraph
+from __future__ import annotations
 
-__all__ = ["ConversionError", "FormatError", "InferenceGraph", "convert", "load_graph", "save"]
+import importlib
+from typing import Any
+
+# name -> module that defines it
+_LAZY = {
+    "ConversionError": "onebit.deploy.trace",
+    "FormatError": "onebit.runtime.errors",
+    "GraphTorchModule": "onebit.deploy.torch_graph",
+    "InferenceGraph": "onebit.runtime.graph",
+    "convert": "onebit.deploy.convert",
+    "load_graph": "onebit.deploy.format",
+    "save": "onebit.deploy.format",
+}
+_RENAMED = {"InferenceGraph": "Graph"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'onebit.deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,7 +10,7 @@ for output sizes, ``ceil_mode``, ``count_include_pad`` and adaptive windows.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from onebit import kernels
 
@@ -26,7 +26,7 @@ __all__ = [
     "window_out",
 ]
 
-_CHUNK_ELEMENTS = 1 << 22  # im2col rows are built in chunks of at most ~16 MB
+_CHUNK_ELEMENTS = 1 << 19  # im2col rows are built in chunks of ~2 MB (they stay in cache)
 
 
 def window_out(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False) -> int:
@@ -39,7 +39,7 @@ def window_out(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = 
 
 
 def conv_weight_matrix(weight: np.ndarray) -> np.ndarray:
-    """``[O, C, kh, kw]`` -> ``[kh * kw * C, O]`` matching the (kh, kw, C) order of :func:`_cols`."""
+    """``[O, C, kh, kw]`` -> ``[kh * kw * C, O]``, the (kh, kw, C) order of :func:`_windows`."""
     o = weight.shape[0]
     return np.ascontiguousarray(weight.transpose(2, 3, 1, 0).reshape(-1, o), dtype=np.float32)
 
@@ -50,17 +50,44 @@ def _pad(x: np.ndarray, top: int, bottom: int, left: int, right: int, value: flo
     return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-             padding: tuple[int, int], dilation: tuple[int, int], pad_value: float,
-             out_hw: tuple[int, int]) -> np.ndarray:
-    """A strided view ``[N, Ho, Wo, kh, kw, C]`` of the padded input (no copy beyond the pad)."""
+def _padded(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+            padding: tuple[int, int], dilation: tuple[int, int], pad_value: float,
+            out_hw: tuple[int, int]) -> np.ndarray:
+    """``x`` padded by ``padding`` (and on the bottom/right as far as ceil_mode windows reach)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, out_hw
     need_h, need_w = (ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1
     h, w = x.shape[1], x.shape[2]
-    xp = _pad(x, ph, max(0, need_h - h - ph), pw, max(0, need_w - w - pw), pad_value)
+    return np.ascontiguousarray(
+        _pad(x, ph, max(0, need_h - h - ph), pw, max(0, need_w - w - pw), pad_value))
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int], dilation: tuple[int, int], pad_value: float,
+             out_hw: tuple[int, int]) -> np.ndarray:
+    """A strided view of the padded input, no copy beyond the pad: ``[N, Ho, Wo, kh, kw * C]``
+    when the window's columns are adjacent (dilation 1 along W: each (kw, C) run is contiguous
+    memory, which makes the im2col copy fast), else ``[N, Ho, Wo, kh, kw, C]``."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    xp = _padded(x, kernel, stride, padding, dilation, pad_value, out_hw)
+    n, _, _, c = xp.shape
+    s_n, s_h, s_w, s_c = xp.strides
+    if dw == 1:
+        return as_strided(xp, (n, ho, wo, kh, kw * c), (s_n, sh * s_h, sw * s_w, dh * s_h, s_c),
+                          writeable=False)
     view = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))
     view = view[:, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, :, ::dh, ::dw]
     return view.transpose(0, 1, 2, 4, 5, 3)
+
+
+def _taps(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+          padding: tuple[int, int], dilation: tuple[int, int], pad_value: float,
+          out_hw: tuple[int, int]):
+    """Yield, for every kernel tap (i, j), the strided ``[N, Ho, Wo, C]`` slice it sees."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    xp = _padded(x, kernel, stride, padding, dilation, pad_value, out_hw)
+    for i in range(kh):
+        for j in range(kw):
+            yield xp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
 
 
 def _row_chunks(n: int, ho: int, row_elements: int):
@@ -110,8 +137,10 @@ def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     n, h, w, c = x.shape
     ho = window_out(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
     wo = window_out(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
-    view = _windows(x, kernel, stride, padding, dilation, -np.inf, (ho, wo))
-    return np.ascontiguousarray(view.max(axis=(3, 4)))
+    out = None
+    for tap in _taps(x, kernel, stride, padding, dilation, -np.inf, (ho, wo)):
+        out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    return out
 
 
 def _avg_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool) -> np.ndarray:
@@ -129,8 +158,9 @@ def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     n, h, w, c = x.shape
     ho = window_out(h, kernel[0], stride[0], padding[0], 1, ceil_mode)
     wo = window_out(w, kernel[1], stride[1], padding[1], 1, ceil_mode)
-    view = _windows(x, kernel, stride, padding, (1, 1), 0.0, (ho, wo))
-    total = view.sum(axis=(3, 4), dtype=np.float32)
+    total = None
+    for tap in _taps(x, kernel, stride, padding, (1, 1), 0.0, (ho, wo)):
+        total = tap.copy() if total is None else np.add(total, tap, out=total)
     if divisor_override is not None:
         return total / np.float32(divisor_override)
     dh = _avg_divisors(h, ho, kernel[0], stride[0], padding[0], count_include_pad)

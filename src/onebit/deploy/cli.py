@@ -1,0 +1,169 @@
+"""The deployment subcommands of the ``onebit`` command line::
+
+    onebit export CHECKPOINT OUT.onebit
+    onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy] [--threads N] [--json]
+    onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2] [--repeats 20] [--json]
+
+``export`` rebuilds a trained model from a run directory, its ``model.safetensors`` or a ``.ckpt``
+and converts it with the dataset's class names and normalisation. ``predict`` runs the torch-free
+runtime (uint8 images are scaled and normalised as the file says; float arrays are taken as the
+model's input) and reports accuracy when labels are given. ``bench`` times the runtime beside the
+same graph in PyTorch float32 and prints the file size beside the float32 weights.
+
+:func:`add_subcommands` registers them on the main parser of :mod:`onebit.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_subcommands"]
+
+
+def _user_error(message: str) -> Exception:
+    from onebit.cli import UserError
+
+    return UserError(message)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from onebit.data import DATASETS
+    from onebit.deploy import ConversionError, convert, save
+    from onebit.train.artifacts import load_weights_file
+    from onebit.train.build import build_model, dataset_meta, load_weights_
+
+    state, config = load_weights_file(args.checkpoint)
+    model, _ = build_model(config)
+    missing = load_weights_(model, state, str(args.checkpoint))
+    if missing:
+        raise _user_error(f"{args.checkpoint} lacks {', '.join(missing[:5])}: it does not match "
+                          "its own config")
+    meta = dataset_meta(config)
+    info = DATASETS.get(meta.name.strip().lower().replace("-", "_"))
+    names = list(info.class_names) if info is not None else None
+    try:
+        graph = convert(model, example_input_shape=tuple(meta.input_size), class_names=names,
+                        normalization={"mean": list(meta.mean), "std": list(meta.std)})
+    except ConversionError as exc:
+        raise _user_error(f"cannot export {args.checkpoint}: {exc}") from None
+    size = save(graph, args.out)
+    binary = sum(n.op in ("bconv2d", "blinear") for n in graph.nodes)
+    print(f"{args.out}: {len(graph.nodes)} ops ({binary} binary), {size} bytes; method "
+          f"{graph.method}, input {'x'.join(map(str, graph.input_shape))}, "
+          f"{f'{len(names)} class names' if names else 'no class names'}")
+    return 0
+
+
+def _read_array(path: str, what: str) -> np.ndarray:
+    from onebit.data.idx import IDXFormatError, read_idx
+
+    p = Path(path)
+    if not p.is_file():
+        raise _user_error(f"{what} file {path!r} not found")
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        return read_idx(p)
+    except (IDXFormatError, ValueError, OSError) as exc:
+        raise _user_error(f"{what} file {path}: {exc} (give an .npy or IDX file)") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import onebit.runtime as rt
+
+    try:
+        model = rt.load(args.model, num_threads=args.threads)
+    except (rt.FormatError, FileNotFoundError) as exc:
+        raise _user_error(str(exc)) from None
+    images = _read_array(args.images, "--images")
+    if args.limit is not None:
+        images = images[:args.limit]
+    try:
+        x = model.preprocess(images) if images.dtype == np.uint8 else np.asarray(images, np.float32)
+    except (TypeError, ValueError) as exc:
+        raise _user_error(f"--images: {exc}") from None
+    if x.shape[1:] != model.input_shape:
+        raise _user_error(f"--images hold shape {images.shape}; the model takes (N, "
+                          f"{', '.join(map(str, model.input_shape))}) float or uint8 images")
+    preds = np.concatenate([model.predict(x[i:i + args.batch_size])
+                            for i in range(0, len(x), args.batch_size)]) if len(x) else \
+        np.zeros(0, np.int64)
+    names = model.class_names
+    result: dict[str, Any] = {"model": args.model, "images": int(len(x)),
+                              "predictions": preds.tolist()}
+    if args.labels:
+        labels = _read_array(args.labels, "--labels").reshape(-1)[:len(preds)]
+        if labels.shape != preds.shape:
+            raise _user_error(f"--labels has {labels.size} entries for {len(preds)} images")
+        result["accuracy"] = float((labels == preds).mean()) if len(preds) else 0.0
+    if args.json:
+        print(json.dumps(result))
+    elif "accuracy" in result:
+        print(f"{args.model}: accuracy {100 * result['accuracy']:.2f}% on {len(preds)} images")
+    else:
+        for i, p in enumerate(preds):
+            print(f"{i}\t{p}\t{names[p] if names else ''}".rstrip())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import onebit.runtime as rt
+    from onebit.deploy.bench import bench
+
+    try:
+        res = bench(args.model, args.batch_sizes, args.threads, args.repeats)
+    except (rt.FormatError, FileNotFoundError) as exc:
+        raise _user_error(str(exc)) from None
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{args.model}: {res['method'] or 'model'}, input {res['input_shape']}")
+    print(f"{'batch':>5} {'threads':>7} {'onebit ms':>10} {'torch fp32 ms':>14} {'speed-up':>9}")
+    for r in res["rows"]:
+        print(f"{r['batch']:>5} {r['threads']:>7} {r['runtime_ms']:>10.2f} "
+              f"{r['torch_float_ms']:>14.2f} {r['speedup']:>8.2f}x")
+    ratio = res["file_bytes"] / max(1, res["float32_weight_bytes"])
+    print(f"file {res['file_bytes']} bytes; float32 weights {res['float32_weight_bytes']} bytes "
+          f"({ratio:.3f}x)")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Add ``export``, ``predict`` and ``bench`` to ``subparsers`` (from ``add_subparsers``).
+
+    Each sets ``handler`` (a function of the parsed arguments returning the exit status).
+    """
+    e = subparsers.add_parser("export", help="convert a trained model to a .onebit file")
+    e.add_argument("checkpoint", help="a run directory, its model.safetensors or a .ckpt")
+    e.add_argument("out", help="the .onebit file to write")
+    e.set_defaults(handler=_export)
+
+    p = subparsers.add_parser("predict", help="classify images with a .onebit model (no torch)")
+    p.add_argument("model", help="a .onebit file")
+    p.add_argument("--images", required=True, help="images as .npy or IDX (uint8 or float)")
+    p.add_argument("--labels", help="labels (.npy or IDX): print the accuracy")
+    p.add_argument("--threads", type=_positive, default=None, help="kernel threads")
+    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--limit", type=_positive, default=None, help="only the first N images")
+    p.add_argument("--json", action="store_true", help="print predictions (and accuracy) as JSON")
+    p.set_defaults(handler=_predict)
+
+    b = subparsers.add_parser("bench", help="latency of a .onebit model beside PyTorch float32")
+    b.add_argument("model", help="a .onebit file")
+    b.add_argument("--batch-sizes", type=_positive, nargs="+", default=[1, 8])
+    b.add_argument("--threads", type=_positive, nargs="+", default=[1, 2])
+    b.add_argument("--repeats", type=_positive, default=20)
+    b.add_argument("--json", action="store_true", help="print the results as JSON")
+    b.set_defaults(handler=_bench)
