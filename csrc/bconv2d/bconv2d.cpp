@@ -65,7 +65,7 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
   }
 
   const Blocking bl = choose_blocking(uk, pixels, cout, kp, threads);
-  parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_dynamic(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
     Scratch& sc = thread_scratch();
     uint8_t* a_panel = sc.a_panel.get(static_cast<size_t>(bl.mb * rb));
     sc.patch.assign(static_cast<size_t>(kp), 0u);  // words past the filter stay 0

@@ -25,7 +25,7 @@ void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t k
   pack_panel(uk, b, kw, kw, n, n_pad, kp, b_panel);
   const Blocking bl = choose_blocking(uk, m, n, kp, threads);
   const int32_t k32 = static_cast<int32_t>(k);
-  parallel_for(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_dynamic(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
     Scratch& sc = thread_scratch();
     uint8_t* a_panel = sc.a_panel.get(static_cast<size_t>(bl.mb * rb));
     sc.acc.resize(static_cast<size_t>(bl.mb * bl.nb));

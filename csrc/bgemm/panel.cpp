@@ -54,7 +54,7 @@ Blocking choose_blocking(const PopcountKernel& uk, int64_t m, int64_t n, int64_t
   // Split the columns only when there are too few row blocks to keep every thread busy.
   bl.nb = round_up(n, uk.nr);
   bl.tiles_n = 1;
-  const int64_t want = 2 * static_cast<int64_t>(std::max(num_threads, 1));
+  const int64_t want = 4 * static_cast<int64_t>(std::max(num_threads, 1));
   if (num_threads > 1 && bl.tiles_m < want && n > 32) {
     const int64_t parts = std::min(ceil_div(want, bl.tiles_m), ceil_div(n, 32));
     bl.nb = round_up(ceil_div(n, parts), 32);

@@ -166,7 +166,7 @@ void set_default_num_threads(int n) { g_default_threads.store(n > 0 ? n : 0, std
 
 namespace detail {
 
-void run_chunks(int chunks, void (*fn)(void*, int), void* ctx) {
+void run_chunks(int chunks, int threads, void (*fn)(void*, int), void* ctx) {
   Job job;
   job.fn = fn;
   job.ctx = ctx;
@@ -174,19 +174,19 @@ void run_chunks(int chunks, void (*fn)(void*, int), void* ctx) {
   job.remaining.store(chunks);
   if (t_inside_chunk) {
     job.run_available();  // nested: serially on this thread
-  } else if (!instance().try_run(job, chunks - 1)) {
+  } else if (!instance().try_run(job, threads - 1)) {
     // The pool is busy with another caller: use threads of our own for this call.
-    std::vector<std::thread> threads;
-    threads.reserve(static_cast<size_t>(chunks - 1));
-    for (int t = 1; t < chunks; ++t)
-      threads.emplace_back([&job] {
+    std::vector<std::thread> own;
+    own.reserve(static_cast<size_t>(threads - 1));
+    for (int t = 1; t < threads; ++t)
+      own.emplace_back([&job] {
         t_inside_chunk = true;
         job.run_available();
       });
     t_inside_chunk = true;
     job.run_available();
     t_inside_chunk = false;
-    for (auto& th : threads) th.join();
+    for (auto& th : own) th.join();
   }
   if (job.error) std::rethrow_exception(job.error);
 }
