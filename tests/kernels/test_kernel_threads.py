@@ -1,0 +1,59 @@
+"""Thread counts and concurrent callers: results never depend on either."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+import onebit.kernels as K
+from _binary_helpers import random_pm1
+
+
+def _case(seed: int):
+    rng = np.random.default_rng(seed)
+    x, w = random_pm1(rng, (2, 96, 10, 10)), random_pm1(rng, (70, 96, 3, 3))
+    return K.pack_nchw(x), K.pack_conv_weight(w)
+
+
+def test_thread_counts_agree() -> None:
+    xp, wp = _case(0)
+    ref = K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=1)
+    for t in (2, 3, 7, 16):
+        np.testing.assert_array_equal(K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=t), ref)
+
+
+def test_default_thread_count_is_settable() -> None:
+    before = K.default_num_threads()
+    try:
+        K.set_default_num_threads(3)
+        assert K.default_num_threads() == 3
+        xp, wp = _case(1)
+        np.testing.assert_array_equal(K.bconv2d(xp, wp, in_channels=96, padding=1),
+                                      K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=1))
+    finally:
+        K.set_default_num_threads(0)
+    assert K.default_num_threads() == before
+
+
+def test_concurrent_callers_get_their_own_results() -> None:
+    cases = [_case(s) for s in range(4)]
+    expect = [K.bconv2d(xp, wp, in_channels=96, padding=1, output="bits",
+                        thresholds=np.zeros(70, np.float32), num_threads=1) for xp, wp in cases]
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        xp, wp = cases[i]
+        for _ in range(20):
+            got = K.bconv2d(xp, wp, in_channels=96, padding=1, output="bits",
+                            thresholds=np.zeros(70, np.float32), num_threads=2)
+            if not np.array_equal(got, expect[i]):
+                errors.append(f"caller {i} got a wrong result")
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
