@@ -20,7 +20,7 @@ from onebit.nn import QuantConv2d, QuantLinear, XNORBlock
 
 from _deploy_helpers import (one_torch_thread,  # noqa: F401 (autouse)
                              assert_matches_torch, binarized, bnn_sequential,
-                             randomize_batchnorm_)
+                             randomize_batchnorm_, torch_logits)
 
 METHODS = ["float", "bnn", "binaryconnect", "bwn", "xnor", "bireal", "biper", "addernet"]
 
@@ -287,3 +287,43 @@ def test_graph_as_torch_module_agrees_with_the_runtime(name, method, options, sh
         ref = GraphTorchModule(graph)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(rt.Model(graph)(x), ref, rtol=0,
                                atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+
+
+def test_adder_int8_stays_within_the_rounding_bound(tmp_path):
+    """One AdderNet layer: |y_int8 - y_float| <= K * s (times the folded BN scale) per output,
+    K = C * kh * kw (onebit.ops.adder_int8_error_bound); the int8 graph survives save/load."""
+    from onebit.nn import AdderConv2d
+    from onebit.ops import adder_int8_error_bound
+
+    torch.manual_seed(0)
+    model = nn.Sequential(AdderConv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6))
+    randomize_batchnorm_(model, torch.Generator().manual_seed(0))
+    model.eval()
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((8, 4, 7, 7)).astype(np.float32)
+    graph = convert(model, example_input_shape=(4, 7, 7), adder_calibration=x)
+    (node,) = graph.nodes
+    assert node.op == "adder_int8" and graph.tensors[node.tensors["weight_q"]].dtype == np.int8
+    out = _run_saved(graph, tmp_path, x)
+    ref = torch_logits(model, x)
+    bn = model[1]
+    bn_scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    bound = adder_int8_error_bound(4 * 9, node.attrs["scale"], np.abs(bn_scale))
+    assert np.all(np.abs(out - ref) <= np.asarray(bound).reshape(1, -1, 1, 1) * (1 + 1e-4) + 1e-4)
+
+
+def test_adder_int8_network_keeps_its_predictions():
+    model = binarized("lenet5_bn", "addernet", in_channels=1)
+    rng = np.random.default_rng(11)
+    graph = convert(model, adder_calibration=rng.standard_normal((32, 1, 28, 28)).astype(
+        np.float32))
+    assert [n.op for n in graph.nodes].count("adder_int8") == 2
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    out, ref = rt.Model(graph)(x), torch_logits(model, x)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.95
+    assert np.abs(out - ref).max() <= 1e-2 * np.abs(ref).max()
+    with torch.no_grad():
+        emulated = GraphTorchModule(graph)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, emulated, rtol=0, atol=1e-5 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="has no AdderNet layer"):
+        convert(binarized("lenet5_bn", "bnn", in_channels=1), adder_calibration=x)

@@ -6,10 +6,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from onebit.deploy.passes import materialize, run_passes
-from onebit.deploy.trace import ConversionError, trace
+from onebit.deploy.trace import ConversionError, PNode, trace
 from onebit.runtime.graph import Graph
 
 __all__ = ["convert"]
@@ -58,9 +60,34 @@ def _normalization(norm: Any, channels: int) -> dict[str, list[float]] | None:
     return {"mean": mean, "std": std}
 
 
+def _adders_to_int8(model: nn.Module, nodes: list[PNode], calibration: Any) -> None:
+    """Give every AdderNet layer its shared int8 scale, calibrated on ``calibration`` (a batch of
+    model inputs): ``s = max(max|F|, max|X|) / 127`` (:func:`onebit.ops.calibrate_adder_scale`)."""
+    from onebit.ops import calibrate_adder_scale, quantize_adder_layer
+
+    adders = [p for p in nodes if p.op == "adder_conv2d"]
+    if not adders:
+        raise ValueError("adder_calibration was given but the model has no AdderNet layer")
+    seen: dict[int, list[torch.Tensor]] = {id(p.module): [] for p in adders}
+    hooks = [p.module.register_forward_hook(
+        lambda m, args, out: seen[id(m)].append(args[0].detach())) for p in adders]
+    try:
+        with torch.no_grad():
+            model(torch.as_tensor(np.asarray(calibration, dtype=np.float32)))
+    finally:
+        for h in hooks:
+            h.remove()
+    for p in adders:
+        scale = calibrate_adder_scale(p.module.weight, seen[id(p.module)])
+        p.op = "adder_int8"
+        p.attrs["scale"] = float(scale)
+        p.arrays["weight_q"] = quantize_adder_layer(p.module, scale).weight_q
+
+
 def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = None,
             class_names: Sequence[str] | None = None,
-            normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None) -> Graph:
+            normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None,
+            adder_calibration: Any = None) -> Graph:
     """Convert a trained model (evaluated in eval mode) into an inference graph.
 
     BatchNorm folds into the neighbouring layer (a per-channel threshold on the integer
@@ -75,6 +102,9 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
         class_names: optional label per output, stored in the file.
         normalization: ``{"mean": [...], "std": [...]}`` per input channel, applied to pixels
             scaled to [0, 1] by ``Model.preprocess`` (stored, never applied by ``model(x)``).
+        adder_calibration: a float32 batch of model inputs ``[N, C, H, W]``; when given, every
+            AdderNet layer becomes ``adder_int8`` (inputs and filters int8 with one shared scale
+            per layer, calibrated on this batch; exact SAD kernel) instead of the float op.
 
     Raises:
         ConversionError: a layer or function has no equivalent; the message names its module
@@ -90,6 +120,8 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
     model.eval()
     try:
         nodes, input_name, output_name = trace(model, shape)
+        if adder_calibration is not None:
+            _adders_to_int8(model, nodes, adder_calibration)
         if not nodes:
             raise ConversionError("the model has no ops to convert (its output is its input)")
         nodes = run_passes(nodes, output_name)

@@ -31,7 +31,7 @@ from onebit.runtime.graph import Node
 
 __all__ = ["materialize", "run_passes", "thresholds"]
 
-_AFFINE_OPS = ("conv2d", "linear", "adder_conv2d", "bconv2d", "blinear")
+_AFFINE_OPS = ("conv2d", "linear", "adder_conv2d", "adder_int8", "bconv2d", "blinear")
 _BINARY_OPS = ("bconv2d", "blinear")
 
 
@@ -234,6 +234,10 @@ def materialize(nodes: list[PNode]) -> tuple[list[Node], dict[str, np.ndarray]]:
                 arr["multiplier"] = _f32(a["mult"])
             if np.any(a["bias"] != 0):
                 arr["bias"] = _f32(a["bias"])
+        elif p.op == "adder_int8":
+            arr["weight_q"] = np.ascontiguousarray(a["weight_q"], dtype=np.int8)
+            arr["multiplier"] = _f32(attrs["scale"] * a["mult"])
+            arr["bias"] = _f32(a["bias"])
         elif p.op == "channel_affine":
             arr["scale"], arr["shift"] = _f32(a["scale"]), _f32(a["shift"])
         elif p.op == "prelu":

@@ -47,6 +47,8 @@ class GraphTorchModule(nn.Module):
                     role = "weight"
                 elif role == "weight_scale":
                     continue
+                elif role == "weight_q":  # int8 [O, kh, kw, C] -> [O, C, kh, kw]
+                    array = np.asarray(array).transpose(0, 3, 1, 2)
                 self._weights[(i, role)] = torch.from_numpy(np.array(array, np.float32))
             if "weight_scale" in node.tensors:
                 scale = torch.from_numpy(np.array(graph.tensors[node.tensors["weight_scale"]]))
@@ -99,6 +101,13 @@ class GraphTorchModule(nn.Module):
             mult, bias = self._w(i, "multiplier"), self._w(i, "bias")
             y = y * mult.reshape(1, -1, 1, 1) if mult is not None else y
             return y + bias.reshape(1, -1, 1, 1) if bias is not None else y
+        if op == "adder_int8":
+            from onebit.nn.functional import adder_conv2d
+
+            x_q = torch.clamp(torch.round(x / a["scale"]), -127, 127)
+            y = adder_conv2d(x_q, self._w(i, "weight_q"), a["stride"], a["padding"], None)
+            return y * self._w(i, "multiplier").reshape(1, -1, 1, 1) + \
+                self._w(i, "bias").reshape(1, -1, 1, 1)
         if op in ("channel_affine", "prelu"):
             shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
             if op == "prelu":

@@ -42,6 +42,7 @@ class PNode:
     name: str
     attrs: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    module: nn.Module | None = None  # the traced layer, where a later step needs it (AdderNet)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -269,6 +270,7 @@ class _Builder:
             bias = getattr(m, "bias", None)
             self.nodes[-1].arrays.update(weight=_np(m.weight), mult=np.ones(o),
                                          bias=_np(bias) if bias is not None else np.zeros(o))
+            self.nodes[-1].module = m
             return out
         if isinstance(m, nn.Conv2d):
             return self.conv(m, x, where)

@@ -17,6 +17,7 @@ from onebit import kernels
 __all__ = [
     "adaptive_pool2d",
     "adder_conv2d",
+    "adder_int8",
     "avgpool2d",
     "conv2d",
     "conv_weight_matrix",
@@ -129,6 +130,16 @@ def adder_conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],
     y = kernels.adder_conv2d_f32(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), weight,
                                  stride=stride, padding=padding, num_threads=num_threads)
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+def adder_int8(x: np.ndarray, weight_q: np.ndarray, scale: np.float32, stride: tuple[int, int],
+               padding: tuple[int, int], multiplier: np.ndarray, bias: np.ndarray,
+               num_threads: int | None) -> np.ndarray:
+    """Int8 AdderNet: ``x_q = clip(rint(x / scale), -127, 127)`` (the scale the filters share),
+    then ``-sum |x_q - weight_q| * multiplier + bias`` on onebit's exact int8 SAD kernel."""
+    x_q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
+    return kernels.adder_int8(x_q, weight_q, stride=stride, padding=padding,
+                              multiplier=multiplier, bias=bias, num_threads=num_threads)
 
 
 def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],

@@ -75,6 +75,12 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo]) -> _Op:
                 y += bias
             return y
         return adder
+    if op == "adder_int8":
+        weight_q = np.ascontiguousarray(tensors["weight_q"])
+        stride, padding = _pairs(a, "stride", "padding")
+        scale, mult = np.float32(a["scale"]), tensors["multiplier"]
+        return lambda xs, nt: float_ops.adder_int8(xs[0], weight_q, scale, stride, padding,
+                                                   mult, bias, nt)
     if op == "channel_affine":
         scale, shift = tensors["scale"], tensors["shift"]
         return lambda xs, nt: xs[0] * scale + shift

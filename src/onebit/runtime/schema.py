@@ -16,6 +16,8 @@ linear              float ``x @ W.T + bias``; weight or weight_bits + weight_sca
 blinear             like bconv2d for vectors (no xnor_k)                                     float|bits
 adder_conv2d        ``-sum |x - F|`` over the window (zero padding), then optional           float
                     ``* multiplier + bias``
+adder_int8          ``-sum |q(x) - weight_q| * multiplier + bias``, ``q(x) = clip(rint(x /   float
+                    scale), -127, 127)`` int8, weight_q int8 [O, kh, kw, C]
 channel_affine      ``x * scale[c] + shift[c]`` (a BatchNorm in eval mode)                   float
 relu, hardtanh      elementwise; hardtanh has min_val < max_val                              float
 prelu               ``max(x, 0) + weight[c] * min(x, 0)``                                    float
@@ -258,6 +260,17 @@ def _adder_conv2d(c: _Check, xs: list[ValueInfo]) -> ValueInfo:
     return ValueInfo("float", (out_ch, ho, wo))
 
 
+def _adder_int8(c: _Check, xs: list[ValueInfo]) -> ValueInfo:
+    cin, out_ch, kh, kw, ho, wo = _conv_like(c, xs[0], ("float",), groups_ok=False,
+                                             dilation_ok=False)
+    if not c.number("scale") > 0:
+        raise c.fail("attribute 'scale' must be > 0")
+    c.tensor("weight_q", np.int8, (out_ch, kh, kw, cin))
+    c.tensor("multiplier", np.float32, (out_ch,))
+    c.tensor("bias", np.float32, (out_ch,))
+    return ValueInfo("float", (out_ch, ho, wo))
+
+
 def _channels(c: _Check, x: ValueInfo) -> int:
     if x.kind != "float" or len(x.shape) not in (1, 3):
         raise c.fail(f"needs a float (C, H, W) or (F,) input, got {x.kind} {x.shape}")
@@ -348,6 +361,7 @@ OPS: dict[str, tuple[int, Callable[[_Check, list[ValueInfo]], ValueInfo]]] = {
     "linear": (1, _linear),
     "blinear": (1, _blinear),
     "adder_conv2d": (1, _adder_conv2d),
+    "adder_int8": (1, _adder_int8),
     "channel_affine": (1, _channel_affine),
     "relu": (1, _elementwise),
     "hardtanh": (1, _hardtanh),
