@@ -2,13 +2,13 @@
 // "Faster population counts using AVX2 instructions").
 //
 // Panel format: every 8-word (256-bit) chunk of a row is stored as two 32-byte vectors, the low
-// nibbles (v & 0x0f) and the high nibbles ((v >> 4) & 0x0f) of its bytes; a trailing 4-word chunk
-// likewise as two 16-byte vectors (kp is a multiple of 4 words). Splitting once while packing
-// takes the and/shift/and out of the inner loop: since (a ^ b) & 0x0f = a_lo ^ b_lo, a tile pair
-// costs per chunk two vpxor, two vpshufb (table of nibble popcounts) and two vpaddb. Byte counts
-// grow by at most 8 per chunk, so they are widened (vpsadbw) every 30 chunks, before they could
-// pass 255. Rows of at most 4 words use a scalar POPCNT tile on plain panels instead (see
-// popcount_kernel_avx2_short).
+// nibbles (v & 0x0f) and the high nibbles ((v >> 4) & 0x0f) of its bytes; kp is a multiple of 8
+// words (a half chunk of zeros costs less than a separate 128-bit pass). Splitting once while
+// packing takes the and/shift/and out of the inner loop: since (a ^ b) & 0x0f = a_lo ^ b_lo, a
+// tile pair costs per chunk two vpxor, two vpshufb (table of nibble popcounts) and two vpaddb.
+// Byte counts grow by at most 8 per chunk, so they are widened (vpsadbw) every 31 chunks, before
+// they could pass 255. Rows of at most 4 words use a scalar POPCNT tile on plain panels instead
+// (see popcount_kernel_avx2_short).
 #include <immintrin.h>
 
 #include <cstring>
@@ -20,7 +20,7 @@ namespace {
 
 constexpr int kMR = 3;
 constexpr int kNR = 4;
-constexpr int64_t kFlush = 30;  // full chunks per flush: (30 + 1 half chunk) * 8 < 256
+constexpr int64_t kFlush = 31;  // chunks per flush of the byte counters: 31 * 8 < 256
 
 void pack_row_avx2(const uint32_t* src, int64_t kp, uint8_t* dst) {
   const int64_t full = kp / 8;
@@ -30,13 +30,6 @@ void pack_row_avx2(const uint32_t* src, int64_t kp, uint8_t* dst) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 64 * c), _mm256_and_si256(v, m4));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 64 * c + 32),
                         _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-  }
-  if (kp % 8) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 8 * full));
-    const __m128i n4 = _mm_set1_epi8(0x0f);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 64 * full), _mm_and_si128(v, n4));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 64 * full + 16),
-                     _mm_and_si128(_mm_srli_epi16(v, 4), n4));
   }
 }
 
@@ -64,11 +57,9 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
   __m128i sums[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) sums[i] = _mm_setzero_si128();
-  const int64_t full = kp / 8;
-  const bool half = (kp % 8) != 0;
-  // full chunks [k0, k1) per flush; the trailing half chunk joins the last flush
-  for (int64_t k0 = 0;; k0 += kFlush) {
-    const int64_t k1 = k0 + kFlush < full ? k0 + kFlush : full;
+  const int64_t chunks = kp / 8;
+  for (int64_t k0 = 0; k0 < chunks; k0 += kFlush) {
+    const int64_t k1 = k0 + kFlush < chunks ? k0 + kFlush : chunks;
     __m256i acc[MR][NR];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
@@ -92,28 +83,8 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
         }
       }
     }
-    if (half && k1 == full) {
-      // the trailing 4-word chunk, 128 bits wide, counted into the low halves of the counters
-      // (at most 8 more per byte: a flush holds up to 30 full chunks when a half chunk follows)
-      const int64_t off = 64 * full;
-      const __m128i lut128 = _mm256_castsi256_si128(lut);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        const __m128i alo = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off));
-        const __m128i ahi = _mm_load_si128(reinterpret_cast<const __m128i*>(a + i * rb + off + 16));
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j) {
-          const __m128i blo = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off));
-          const __m128i bhi = _mm_load_si128(reinterpret_cast<const __m128i*>(b + j * rb + off + 16));
-          const __m128i cnt = _mm_add_epi8(_mm_shuffle_epi8(lut128, _mm_xor_si128(alo, blo)),
-                                           _mm_shuffle_epi8(lut128, _mm_xor_si128(ahi, bhi)));
-          acc[i][j] = _mm256_add_epi8(acc[i][j], _mm256_zextsi128_si256(cnt));
-        }
-      }
-    }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) sums[i] = _mm_add_epi32(sums[i], row_totals4(acc[i]));
-    if (k1 == full) break;
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), sums[i]);
@@ -158,7 +129,7 @@ void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int6
 const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain, tile_short<3, 4>,
                                      row_popcounts_popcnt};
 
-const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 4, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt};
+const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt};
 
 }  // namespace
 
