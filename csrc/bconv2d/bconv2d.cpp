@@ -18,28 +18,47 @@
 namespace onebit {
 namespace {
 
-// Writes the packed patch of output pixel p (kernel_h * kernel_w * cw words) to dst.
-void gather_patch(const uint32_t* x, const BConv2DShape& s, int64_t p, const uint32_t* pad_tap,
-                  uint32_t* dst) {
-  const int64_t cw = s.in_words(), ho = s.out_h(), wo = s.out_w();
-  const int64_t n = p / (ho * wo), oy = (p / wo) % ho, ox = p % wo;
-  const int64_t iy0 = oy * s.stride_h - s.pad_top, ix0 = ox * s.stride_w - s.pad_left;
-  const size_t tap_bytes = sizeof(uint32_t) * static_cast<size_t>(cw);
+// The output pixel (n, oy, ox) of a flat NHWC index, advanced one pixel at a time (no divisions
+// in the loops).
+struct PixelCursor {
+  int64_t n, oy, ox, ho, wo;
+  PixelCursor(int64_t p, int64_t ho_, int64_t wo_)
+      : n(p / (ho_ * wo_)), oy((p / wo_) % ho_), ox(p % wo_), ho(ho_), wo(wo_) {}
+  void next() {
+    if (++ox == wo) {
+      ox = 0;
+      if (++oy == ho) {
+        oy = 0;
+        ++n;
+      }
+    }
+  }
+};
+
+inline void copy_words(uint32_t* dst, const uint32_t* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// Writes the packed patch of output pixel c (kernel_h * kernel_w * cw words) to dst.
+void gather_patch(const uint32_t* x, const BConv2DShape& s, const PixelCursor& c,
+                  const uint32_t* pad_tap, uint32_t* dst) {
+  const int64_t cw = s.in_words();
+  const int64_t iy0 = c.oy * s.stride_h - s.pad_top, ix0 = c.ox * s.stride_w - s.pad_left;
   for (int64_t ky = 0; ky < s.kernel_h; ++ky) {
     const int64_t iy = iy0 + ky;
     uint32_t* d = dst + ky * s.kernel_w * cw;
     if (iy < 0 || iy >= s.in_h) {
-      for (int64_t kx = 0; kx < s.kernel_w; ++kx) std::memcpy(d + kx * cw, pad_tap, tap_bytes);
+      for (int64_t kx = 0; kx < s.kernel_w; ++kx) copy_words(d + kx * cw, pad_tap, cw);
       continue;
     }
-    const uint32_t* row = x + (n * s.in_h + iy) * s.in_w * cw;
-    if (ix0 >= 0 && ix0 + s.kernel_w <= s.in_w) {
-      std::memcpy(d, row + ix0 * cw, tap_bytes * static_cast<size_t>(s.kernel_w));
+    const uint32_t* row = x + (c.n * s.in_h + iy) * s.in_w * cw;
+    if (ix0 >= 0 && ix0 + s.kernel_w <= s.in_w) {  // the whole row of taps is inside
+      copy_words(d, row + ix0 * cw, s.kernel_w * cw);
       continue;
     }
     for (int64_t kx = 0; kx < s.kernel_w; ++kx) {
       const int64_t ix = ix0 + kx;
-      std::memcpy(d + kx * cw, (ix >= 0 && ix < s.in_w) ? row + ix * cw : pad_tap, tap_bytes);
+      copy_words(d + kx * cw, (ix >= 0 && ix < s.in_w) ? row + ix * cw : pad_tap, cw);
     }
   }
 }
@@ -78,8 +97,9 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
       const int64_t p0 = tm * bl.mb, rows = std::min(bl.mb, p_pad - p0);
       const int64_t valid_rows = std::min(rows, pixels - p0);
       if (packed != tm) {
-        for (int64_t r = 0; r < valid_rows; ++r) {
-          gather_patch(x, s, p0 + r, pad_tap.data(), patch);
+        PixelCursor cur(p0, ho, wo);
+        for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
+          gather_patch(x, s, cur, pad_tap.data(), patch);
           uk.pack_row(patch, kp, a_panel + r * rb);
         }
         std::memset(a_panel + valid_rows * rb, 0, static_cast<size_t>((rows - valid_rows) * rb));
@@ -88,10 +108,10 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
       const int64_t j0 = tn * bl.nb, cols = std::min(bl.nb, n_pad - j0);
       const int64_t valid_cols = std::min(cols, cout - j0);
       popcount_block(uk, a_panel, rows, w_panel + j0 * rb, cols, kp, acc, bl.nb);
-      for (int64_t r = 0; r < valid_rows; ++r) {
-        const int64_t p = p0 + r;
+      PixelCursor cur(p0, ho, wo);
+      for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
         int32_t* a = acc + r * bl.nb;
-        const int32_t* corr = correction.at((p / wo) % ho, p % wo);
+        const int32_t* corr = correction.at(cur.oy, cur.ox);
         if (corr) {
           corr += j0;
           for (int64_t j = 0; j < valid_cols; ++j) a[j] = k_total - 2 * a[j] - corr[j];
