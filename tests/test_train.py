@@ -422,3 +422,16 @@ def test_reestimated_batchnorm_holds_the_mean_over_all_batches():
     assert torch.allclose(bn.running_mean, mean, atol=1e-5)
     assert torch.allclose(bn.running_var, var, atol=1e-4)
     assert bn.momentum == 0.1  # restored
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_is_valid(recipe):
+    from onebit.train.build import check_buildable
+
+    cfg = load_config(recipe)
+    stages = resolve_stages(cfg)
+    for stage in stages:
+        check_buildable(stage)
+    final = stages[-1]
+    # configs/<method>_<model>_<dataset>.yaml
+    assert recipe.stem == f"{final['method']['name']}_{final['model']['name']}_{final['data']['name']}"
