@@ -237,6 +237,11 @@ def test_plain_safetensors_file_is_refused(tmp_path):
     _expect(path, "not a .onebit file")
 
 
+def test_special_files_are_refused(tmp_path):
+    _expect(tmp_path, "is a directory")
+    _expect("/dev/zero", "not a regular file")  # would otherwise be read forever
+
+
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such .onebit file"):
         rt.load(tmp_path / "absent.onebit")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -150,7 +151,10 @@ def _read_bytes(source: str | os.PathLike[str] | bytes | bytearray | memoryview)
     path = os.fspath(source)
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise FormatError(f"{path} is not a regular file")
+            size = info.st_size
             if size > MAX_FILE_BYTES:
                 raise FormatError(f"{path}: {size} bytes is larger than the {MAX_FILE_BYTES}-byte "
                                   "limit of a .onebit file")
