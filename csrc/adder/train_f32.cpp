@@ -1,9 +1,9 @@
 // Driver of the AdderNet float training op: packs about 512 output positions at a time (a few
 // output rows of one image, or several whole small images) as im2col rows k = (c*KH + i)*KW + j
-// (zero padding as AdderNet's), runs the ISA's chunk kernels, scatters dX back (col2im) and
-// reduces dF over threads in a fixed order. Memory: a few packed chunks per thread (sized from
-// the layer, see chunk_cols) plus one dF partial per extra thread, never the
-// C_out x K x (N*OH*OW) difference tensor.
+// (zero padding as AdderNet's), runs the ISA's chunk kernels and scatters dX back (col2im).
+// The forward splits output positions among threads, the backward input channels (each thread
+// owns its dX planes and dF columns: no reduction across threads). Memory: a few packed chunks
+// per thread, sized from the layer (chunk_cols), never the C_out x K x (N*OH*OW) tensor.
 //
 // dF is computed as G X^T - F * sum(G): sum_q (x_q - f) g_q = sum_q x_q g_q - f sum_q g_q exactly,
 // so its inner loop is one FMA per term; the rounding differs from the direct sum only by the
@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,14 +44,15 @@ constexpr int64_t kMaxChunkCols = 512;  // output positions per packed chunk, at
 int64_t round8(int64_t v) { return (v + 7) / 8 * 8; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Columns per packed chunk for `bytes_per_col` bytes of scratch per column and thread. The
-// scratch budget per thread is a quarter of the layer's input + output bytes shared among the
-// threads, within [256 KB, 4 MB]: a small layer gets short chunks, so that its scratch stays well
-// below its own tensors (the training step's peak memory), a large one long chunks.
-int64_t chunk_cols(const ConvGeometry& g, int nt, int64_t bytes_per_col) {
-  const int64_t io_bytes = 4 * g.n * (g.c * g.h * g.w + g.cout * g.oh() * g.ow());
-  const int64_t budget = std::clamp<int64_t>(io_bytes / (4 * nt), int64_t{256} << 10,
-                                             int64_t{4} << 20);
+// Columns per packed chunk for `bytes_per_col` bytes of scratch per column. The scratch budget
+// (all threads together) is a third of the layer's own tensors (input, output, filters), within
+// [256 KB, 8 MB]: a small layer gets short chunks, so that a training step's peak memory stays
+// close to what conv2d's takes; a large one long chunks (fewer passes over the filters).
+int64_t chunk_cols(const ConvGeometry& g, int64_t bytes_per_col) {
+  const int64_t tensor_bytes = 4 * (g.n * (g.c * g.h * g.w + g.cout * g.oh() * g.ow()) +
+                                    g.cout * g.c * g.kh * g.kw);
+  const int64_t budget =
+      std::clamp<int64_t>(tensor_bytes / 3, int64_t{256} << 10, int64_t{8} << 20);
   return std::clamp<int64_t>(budget / bytes_per_col, 8, kMaxChunkCols);
 }
 
@@ -67,8 +67,9 @@ struct Plan {
 Plan make_plan(const ConvGeometry& g, int64_t min_chunks, int64_t max_cols) {
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW;
   Plan pl;
-  if (P >= max_cols) {
+  if (P >= max_cols) {  // equal chunks of at most max_cols columns (whole rows)
     pl.rows = std::clamp<int64_t>(max_cols / OW, 1, OH);
+    pl.rows = ceil_div(OH, ceil_div(OH, pl.rows));
   } else {
     pl.group = std::clamp<int64_t>(max_cols / P, 1, g.n);
     pl.rows = OH;
@@ -225,7 +226,7 @@ void conv2d_forward(const float* x, const float* w, float* y, const ConvGeometry
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, K = g.c * g.kh * g.kw, M = g.cout;
   const int64_t CHW = g.c * g.h * g.w;
-  const Plan pl = make_plan(g, nt, chunk_cols(g, nt, 4 * (K + M)));
+  const Plan pl = make_plan(g, nt, chunk_cols(g, 4 * (K + M) * nt));
   parallel_for(pl.ngroups * pl.nrow, nt, 1, [&](int64_t begin, int64_t end) {
     ScratchBuffer<float> col(static_cast<size_t>(K * pl.ldc));
     std::unique_ptr<ScratchBuffer<float>> ybuf;  // output staging when a chunk spans images
@@ -262,90 +263,62 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, KK = g.kh * g.kw, K = g.c * KK;
   const int64_t M = g.cout, HW = g.h * g.w;
-  const Plan pl = make_plan(g, 1, chunk_cols(g, nt, 4 * (2 * round8(K) + M)));
-  // Work items are (image group, channel block): blocks own disjoint dX planes and dF columns.
-  // Split channels only when the groups alone would leave threads idle or unevenly loaded.
-  int64_t nblocks = 1;
-  if (pl.ngroups % nt != 0 && pl.ngroups < 4 * nt) nblocks = nt / std::gcd<int64_t>(pl.ngroups, nt);
-  nblocks = std::min(nblocks, g.c);
+  // Each thread owns a block of input channels: the dX planes and the dF columns
+  // k = (c*KH + i)*KW + j of those channels, for every image, so no two threads write the same
+  // value and every sum runs in the same order whatever the thread count (the chunk plan does
+  // not depend on it either).
+  const int64_t nblocks = std::min<int64_t>(nt, g.c);
   const int64_t rows_max = ceil_div(g.c, nblocks) * KK;
+  const Plan pl = make_plan(g, 1, chunk_cols(g, 4 * (2 * round8(K) + M)));
+  std::vector<double> sum_g(dw != nullptr ? M : 0, 0.0);  // written by block 0 only
 
-  // dF: the thread whose range starts at item 0 accumulates into dw itself, every other thread
-  // into a partial sum kept by its first item; they are added up in that order afterwards, so
-  // dF does not depend on thread timing (deterministic for a given thread count).
-  struct Partial {
-    std::vector<float> dw;
-    std::vector<double> sum_g;
-  };
-  const int64_t items = pl.ngroups * nblocks;
-  std::vector<std::unique_ptr<Partial>> partials(dw != nullptr ? items : 0);
-  if (dw != nullptr) std::fill(dw, dw + M * K, 0.0f);
-
-  parallel_for(items, nt, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(nblocks, nt, 1, [&](int64_t begin, int64_t end) {
     ScratchBuffer<float> col(static_cast<size_t>(round8(rows_max) * pl.ldc));
     ScratchBuffer<float> gp(static_cast<size_t>(M * pl.ldc));
     // dX columns, then (for dF) the packed columns transposed
     ScratchBuffer<float> aux(static_cast<size_t>(round8(rows_max) * pl.ldc));
-    std::unique_ptr<Partial> part;
-    float* dw_acc = nullptr;
-    if (dw != nullptr) {
-      part = std::make_unique<Partial>();
-      part->sum_g.assign(static_cast<size_t>(M), 0.0);
-      if (begin == 0) {
-        dw_acc = dw;
-      } else {
-        part->dw.assign(static_cast<size_t>(M * K), 0.0f);
-        dw_acc = part->dw.data();
-      }
-    }
     std::vector<RowTaps> taps;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n0 = (item / nblocks) * pl.group, ng = std::min(pl.group, g.n - n0);
-      const int64_t blk = item % nblocks;
+    for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t c0 = blk * g.c / nblocks, c1 = (blk + 1) * g.c / nblocks;
-      if (c1 == c0) continue;
-      const int64_t k0 = c0 * KK, k1 = c1 * KK, nr = k1 - k0;
+      const int64_t k0 = c0 * KK, k1 = c1 * KK, nr = k1 - k0, ldxt = round8(nr);
       if (dx != nullptr)
-        for (int64_t i = 0; i < ng; ++i)
-          std::fill(dx + ((n0 + i) * g.c + c0) * HW, dx + ((n0 + i) * g.c + c1) * HW, 0.0f);
-      for (int64_t oh0 = 0; oh0 < OH; oh0 += pl.rows) {
-        const int64_t oh1 = std::min(OH, oh0 + pl.rows), pc = (oh1 - oh0) * OW, ncols = ng * pc;
-        row_taps(g, k0, k1, oh0, oh1, &taps);
-        for (int64_t i = 0; i < ng; ++i)
-          im2col(x + (n0 + i) * g.c * HW, g, taps, oh0, oh1, col.data() + i * pc, pl.ldc);
-        zero_tail(col.data(), pl.ldc, nr, ncols);
-        for (int64_t t = 0; t < M; ++t) {
-          float* dst = gp.data() + t * pl.ldc;
+        for (int64_t n = 0; n < g.n; ++n)
+          std::fill(dx + (n * g.c + c0) * HW, dx + (n * g.c + c1) * HW, 0.0f);
+      if (dw != nullptr)
+        for (int64_t t = 0; t < M; ++t) std::fill(dw + t * K + k0, dw + t * K + k1, 0.0f);
+      for (int64_t n0 = 0; n0 < g.n; n0 += pl.group) {
+        const int64_t ng = std::min(pl.group, g.n - n0);
+        for (int64_t oh0 = 0; oh0 < OH; oh0 += pl.rows) {
+          const int64_t oh1 = std::min(OH, oh0 + pl.rows), pc = (oh1 - oh0) * OW;
+          const int64_t ncols = ng * pc;
+          row_taps(g, k0, k1, oh0, oh1, &taps);
           for (int64_t i = 0; i < ng; ++i)
-            std::memcpy(dst + i * pc, gy + ((n0 + i) * M + t) * P + oh0 * OW,
-                        static_cast<size_t>(pc) * sizeof(float));
-          if (part && blk == 0) part->sum_g[t] += row_sum(dst, ncols);
-        }
-        zero_tail(gp.data(), pl.ldc, M, ncols);
-        if (dx != nullptr) {
-          avx2::dx_chunk(w + k0, K, M, col.data(), pl.ldc, gp.data(), pl.ldc, nr, ncols,
-                         aux.data(), pl.ldc);
-          for (int64_t i = 0; i < ng; ++i)
-            col2im_add(aux.data() + i * pc, pl.ldc, g, taps, oh0, dx + (n0 + i) * g.c * HW);
-        }
-        if (dw_acc != nullptr) {
-          const int64_t ldxt = round8(nr);
-          std::fill(col.data() + nr * pl.ldc, col.data() + ldxt * pl.ldc, 0.0f);
-          avx2::transpose_cols(col.data(), pl.ldc, nr, ncols, aux.data(), ldxt);
-          avx2::dw_chunk(gp.data(), pl.ldc, M, aux.data(), ldxt, nr, ncols, dw_acc + k0, K);
+            im2col(x + (n0 + i) * g.c * HW, g, taps, oh0, oh1, col.data() + i * pc, pl.ldc);
+          zero_tail(col.data(), pl.ldc, nr, ncols);
+          for (int64_t t = 0; t < M; ++t) {
+            float* dst = gp.data() + t * pl.ldc;
+            for (int64_t i = 0; i < ng; ++i)
+              std::memcpy(dst + i * pc, gy + ((n0 + i) * M + t) * P + oh0 * OW,
+                          static_cast<size_t>(pc) * sizeof(float));
+            if (dw != nullptr && blk == 0) sum_g[t] += row_sum(dst, ncols);
+          }
+          zero_tail(gp.data(), pl.ldc, M, ncols);
+          if (dx != nullptr) {
+            avx2::dx_chunk(w + k0, K, M, col.data(), pl.ldc, gp.data(), pl.ldc, nr, ncols,
+                           aux.data(), pl.ldc);
+            for (int64_t i = 0; i < ng; ++i)
+              col2im_add(aux.data() + i * pc, pl.ldc, g, taps, oh0, dx + (n0 + i) * g.c * HW);
+          }
+          if (dw != nullptr) {
+            std::fill(col.data() + nr * pl.ldc, col.data() + ldxt * pl.ldc, 0.0f);
+            avx2::transpose_cols(col.data(), pl.ldc, nr, ncols, aux.data(), ldxt);
+            avx2::dw_chunk(gp.data(), pl.ldc, M, aux.data(), ldxt, nr, ncols, dw + k0, K);
+          }
         }
       }
     }
-    if (part) partials[begin] = std::move(part);
   });
   if (dw != nullptr) {
-    std::vector<double> sum_g(M, 0.0);
-    for (const auto& part : partials) {
-      if (!part) continue;
-      if (!part->dw.empty())
-        for (int64_t q = 0; q < M * K; ++q) dw[q] += part->dw[q];
-      for (int64_t t = 0; t < M; ++t) sum_g[t] += part->sum_g[t];
-    }
     for (int64_t t = 0; t < M; ++t) {
       const float s = static_cast<float>(sum_g[t]);
       for (int64_t k = 0; k < K; ++k) dw[t * K + k] -= w[t * K + k] * s;

@@ -31,23 +31,32 @@ inline void store_partial(float* dst, __m256 v, int64_t n) {
   for (int64_t l = 0; l < n; ++l) dst[l] = tmp[l];
 }
 
+// Reads the first n (1..8) lanes of src (the rest zero).
+inline __m256 load_partial(const float* src, int64_t n) {
+  if (n >= 8) return _mm256_loadu_ps(src);
+  alignas(32) float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t l = 0; l < n; ++l) tmp[l] = src[l];
+  return _mm256_load_ps(tmp);
+}
+
+// Y = -sum_k |W - X| over a block of k (accumulate: Y -= that sum).
 template <int MT, int NV>
-void fwd_tile(const float* W, int64_t K, const float* X, int64_t ldx, float* Y, int64_t ldy,
-              int64_t ncols) {
+void fwd_tile(const float* W, int64_t ldw, int64_t nk, const float* X, int64_t ldx, float* Y,
+              int64_t ldy, int64_t ncols, bool accumulate) {
   __m256 acc[MT][NV];
 #pragma GCC unroll 4
   for (int t = 0; t < MT; ++t)
 #pragma GCC unroll 3
     for (int j = 0; j < NV; ++j) acc[t][j] = _mm256_setzero_ps();
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = 0; k < nk; ++k) {
     const float* xr = X + k * ldx;
     __m256 xv[NV];
 #pragma GCC unroll 3
     for (int j = 0; j < NV; ++j) xv[j] = _mm256_load_ps(xr + 8 * j);
 #pragma GCC unroll 4
     for (int t = 0; t < MT; ++t) {
-      const __m256 wv = _mm256_broadcast_ss(W + t * K + k);
+      const __m256 wv = _mm256_broadcast_ss(W + t * ldw + k);
 #pragma GCC unroll 3
       for (int j = 0; j < NV; ++j)
         acc[t][j] = _mm256_add_ps(acc[t][j], _mm256_and_ps(_mm256_sub_ps(wv, xv[j]), absmask));
@@ -57,18 +66,23 @@ void fwd_tile(const float* W, int64_t K, const float* X, int64_t ldx, float* Y, 
 #pragma GCC unroll 4
   for (int t = 0; t < MT; ++t)
 #pragma GCC unroll 3
-    for (int j = 0; j < NV; ++j)
-      store_partial(Y + t * ldy + 8 * j, _mm256_xor_ps(acc[t][j], sign), ncols - 8 * j);
+    for (int j = 0; j < NV; ++j) {
+      float* y = Y + t * ldy + 8 * j;
+      const __m256 v = accumulate ? _mm256_sub_ps(load_partial(y, ncols - 8 * j), acc[t][j])
+                                  : _mm256_xor_ps(acc[t][j], sign);
+      store_partial(y, v, ncols - 8 * j);
+    }
 }
 
 template <int MK, int NV>
 void dx_tile(const float* W, int64_t ldw, int64_t M, const float* X, int64_t ldx, const float* G,
-             int64_t ldg, float* D, int64_t ldd) {
+             int64_t ldg, float* D, int64_t ldd, bool accumulate) {
   __m256 acc[MK][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < MK; ++r)
 #pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_setzero_ps();
+    for (int j = 0; j < NV; ++j)
+      acc[r][j] = accumulate ? _mm256_load_ps(D + r * ldd + 8 * j) : _mm256_setzero_ps();
   const __m256 lo = _mm256_set1_ps(-1.0f), hi = _mm256_set1_ps(1.0f);
   for (int64_t t = 0; t < M; ++t) {
     __m256 gv[NV];
@@ -162,15 +176,18 @@ void sad_tile(const uint8_t* X, const uint8_t* W, int64_t kp, const float* mult,
     }
 }
 
-using FwdTile = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t);
+using FwdTile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t,
+                         int64_t, bool);
 using DxTile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, const float*,
-                        int64_t, float*, int64_t);
+                        int64_t, float*, int64_t, bool);
 using DwTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t,
                         int64_t);
 using SadTile = void (*)(const uint8_t*, const uint8_t*, int64_t, const float*, const float*,
                          float*, int64_t);
 
 constexpr int kFwdT = 4, kFwdV = 3;  // forward tile: filters x position vectors
+constexpr int64_t kFwdKBlock = 512;  // fan-in block: the tile's filter rows stay in L1
+constexpr int64_t kDxTBlock = 128;   // filter block of dX: its W and G lines stay in L1
 constexpr int kDxR = 4, kDxV = 2;    // dX tile: rows x position vectors
 constexpr int kDwT = 4, kDwV = 3;    // dW tile: filters x fan-in vectors
 constexpr int kSadP = 3, kSadT = 4;  // SAD tile: positions x filters
@@ -228,23 +245,30 @@ void transpose_cols(const float* X, int64_t ldx, int64_t nrows, int64_t ncols, f
 
 void fwd_chunk(const float* W, int64_t M, int64_t K, const float* X, int64_t ldx, int64_t ncols,
                float* Y, int64_t ldy) {
-  for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kFwdV) {
-    const int64_t nv = std::min<int64_t>(kFwdV, (ncols - q0 + 7) / 8);
+  for (int64_t k0 = 0; k0 < K; k0 += kFwdKBlock) {
+    const int64_t nk = std::min(kFwdKBlock, K - k0);
     for (int64_t t0 = 0; t0 < M; t0 += kFwdT) {
       const int64_t mt = std::min<int64_t>(kFwdT, M - t0);
-      kFwd[mt - 1][nv - 1](W + t0 * K, K, X + q0, ldx, Y + t0 * ldy + q0, ldy, ncols - q0);
+      for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kFwdV) {
+        const int64_t nv = std::min<int64_t>(kFwdV, (ncols - q0 + 7) / 8);
+        kFwd[mt - 1][nv - 1](W + t0 * K + k0, K, nk, X + k0 * ldx + q0, ldx, Y + t0 * ldy + q0,
+                             ldy, ncols - q0, k0 > 0);
+      }
     }
   }
 }
 
 void dx_chunk(const float* W, int64_t ldw, int64_t M, const float* X, int64_t ldx, const float* G,
               int64_t ldg, int64_t nrows, int64_t ncols, float* D, int64_t ldd) {
-  for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kDxV) {
-    const int64_t nv = std::min<int64_t>(kDxV, (ncols - q0 + 7) / 8);
+  for (int64_t t0 = 0; t0 < M; t0 += kDxTBlock) {
+    const int64_t mt = std::min(kDxTBlock, M - t0);
     for (int64_t r0 = 0; r0 < nrows; r0 += kDxR) {
       const int64_t mr = std::min<int64_t>(kDxR, nrows - r0);
-      kDx[mr - 1][nv - 1](W + r0, ldw, M, X + r0 * ldx + q0, ldx, G + q0, ldg, D + r0 * ldd + q0,
-                          ldd);
+      for (int64_t q0 = 0; q0 < ncols; q0 += 8 * kDxV) {
+        const int64_t nv = std::min<int64_t>(kDxV, (ncols - q0 + 7) / 8);
+        kDx[mr - 1][nv - 1](W + t0 * ldw + r0, ldw, mt, X + r0 * ldx + q0, ldx,
+                            G + t0 * ldg + q0, ldg, D + r0 * ldd + q0, ldd, t0 > 0);
+      }
     }
   }
 }

@@ -1,0 +1,267 @@
+"""AdderNet layers side by side in one run: PyTorch's float32 conv2d, the official-style unfold
+adder, onebit's C++ float adder op (training) and onebit's int8 SAD kernel (inference).
+
+Usage:
+    python benchmarks/adder.py [--threads 2] [--repeats 5] [--mem-cap-gb 2] [--only 14x14]
+                               [--out results.json]
+
+Training (batch 32 for the CIFAR ResNet-20 shapes, 8 for the ImageNet ResNet-18 shapes, on
+``--threads`` threads, torch and onebit alike): time of the forward pass and of a training step
+(forward + backward, both gradients) and the peak extra memory of the step, for
+  * ``conv``     torch.nn.functional.conv2d (the multiply-accumulate layer AdderNet replaces),
+  * ``unfold``   the official code's formulation, which builds the whole C_out x (C_in*k*k) x
+                 (N*H_out*W_out) difference tensor (onebit.nn.functional.adder_conv2d_reference);
+                 skipped when that tensor alone would exceed --mem-cap-gb,
+  * ``onebit``   onebit.ops.adder_conv2d (C++ forward/backward, the paper's gradients).
+Peak extra memory is the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
+minus the resident set before the step, with glibc told to return freed blocks (it is re-run with
+MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ set): it counts torch tensors and the C++ scratch
+alike. Inputs and weights exist before; outputs and gradients count.
+
+Inference (batch 1, 1 thread): conv2d float32, onebit's float adder forward and the int8 adder
+(``onebit.kernels.adder_int8``, input already int8 NHWC, output float32 NHWC with the scale
+folded in), with the int8 output checked against the float one within the bound ``K * scale``.
+
+Targets: training step <= 3x conv2d's time and <= 2x its peak extra memory; int8 inference
+>= 3x faster than conv2d on the 14x14x256 3x3 layer at 1 thread. Every ratio is measured in the
+same run; the machine is shared, so expect +-10-25 % noise between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+if any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items()):  # measure RSS honestly
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC_ENV})
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import onebit.kernels as K  # noqa: E402
+from onebit.nn.functional import adder_conv2d_reference  # noqa: E402
+from onebit.ops import adder_conv2d, calibrate_adder_scale, quantize_adder_input  # noqa: E402
+
+# (name, H=W, C_in, C_out, kernel, stride, training batch)
+SHAPES = [
+    ("R20 32x32x16 3x3", 32, 16, 16, 3, 1, 32),
+    ("R20 32x32x16 3x3 s2 ->32", 32, 16, 32, 3, 2, 32),
+    ("R20 16x16x32 3x3", 16, 32, 32, 3, 1, 32),
+    ("R20 16x16x32 3x3 s2 ->64", 16, 32, 64, 3, 2, 32),
+    ("R20 8x8x64 3x3", 8, 64, 64, 3, 1, 32),
+    ("R18 56x56x64 3x3", 56, 64, 64, 3, 1, 8),
+    ("R18 28x28x128 3x3", 28, 128, 128, 3, 1, 8),
+    ("R18 14x14x256 3x3", 14, 256, 256, 3, 1, 8),
+    ("R18 7x7x512 3x3", 7, 512, 512, 3, 1, 8),
+    ("R18 28x28x128 1x1 s2 ->256", 28, 128, 256, 1, 2, 8),
+]
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def peak_extra_mb(fn, reset=None) -> float:
+    """Peak resident memory fn() adds over what is resident before it (MB); reset() first frees
+    what an earlier call left (gradients)."""
+    if reset is not None:
+        reset()
+    gc.collect()
+    base = _status_kb("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    fn()
+    peak = _status_kb("VmHWM:")
+    return max(0.0, (peak - base) / 1024)
+
+
+def interleaved_medians(fns: dict, repeats: int, budget_s: float = 30.0) -> dict:
+    """Median wall time (ms) of each fn, the fns run in turn within every repeat (so that all of
+    them see the same load on a shared machine), after one warm-up each; fewer repeats when
+    a round is slow."""
+    t0 = time.perf_counter()
+    for fn in fns.values():
+        fn()
+    first = time.perf_counter() - t0
+    n = max(1, min(repeats, int(budget_s / max(first, 1e-6))))
+    times: dict = {k: [] for k in fns}
+    for _ in range(n):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def training_row(name, hw, cin, cout, k, stride, batch, repeats, cap_gb) -> dict:
+    pad = k // 2
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cin, hw, hw, generator=gen)
+    w = torch.randn(cout, cin, k, k, generator=gen)
+    ho = (hw + 2 * pad - k) // stride + 1
+    g = torch.randn(batch, cout, ho, ho, generator=gen)
+    diff_gb = cout * cin * k * k * batch * ho * ho * 4 / 2**30
+    row = {"layer": name, "batch": batch, "unfold_diff_tensor_gb": round(diff_gb, 3)}
+
+    def fwd_and_step(fn):
+        xr = x.clone().requires_grad_(True)
+        wr = w.clone().requires_grad_(True)
+
+        def fwd():
+            with torch.no_grad():
+                fn(xr, wr)
+
+        def reset():
+            xr.grad = wr.grad = None
+
+        def step():
+            reset()
+            fn(xr, wr).backward(g)
+
+        return fwd, step, reset
+
+    impls = {
+        "conv": lambda a, b: F.conv2d(a, b, stride=stride, padding=pad),
+        "onebit": lambda a, b: adder_conv2d(a, b, stride, pad),
+    }
+    if diff_gb <= cap_gb:
+        impls["unfold"] = lambda a, b: adder_conv2d_reference(a, b, stride, pad, None)
+    else:
+        row["unfold_skipped"] = f"difference tensor {diff_gb:.1f} GB > cap {cap_gb} GB"
+    fwds, steps, resets = {}, {}, {}
+    for key, fn in impls.items():
+        fwds[key], steps[key], resets[key] = fwd_and_step(fn)
+    for kind, fns in (("fwd", fwds), ("step", steps)):
+        fast = {k: f for k, f in fns.items() if k != "unfold"}
+        for key, ms in interleaved_medians(fast, repeats).items():
+            row[f"{key}_{kind}_ms"] = ms
+        if "unfold" in fns:  # 10-100x slower: timed once after a warm-up
+            row[f"unfold_{kind}_ms"] = interleaved_medians({"unfold": fns["unfold"]}, 1)["unfold"]
+    for key, step in steps.items():
+        row[f"{key}_step_peak_mb"] = peak_extra_mb(step, resets[key])
+        resets[key]()
+    row["step_time_vs_conv"] = row["onebit_step_ms"] / row["conv_step_ms"]
+    row["step_mem_vs_conv"] = row["onebit_step_peak_mb"] / max(row["conv_step_peak_mb"], 1e-3)
+    if "unfold_step_ms" in row:
+        row["step_speedup_vs_unfold"] = row["unfold_step_ms"] / row["onebit_step_ms"]
+    # the timed op agrees with the unfold formulation on one image
+    with torch.no_grad():
+        ref = adder_conv2d_reference(x[:1].double(), w.double(), stride, pad, None)
+        got = adder_conv2d(x[:1], w, stride, pad)
+    row["max_rel_err_vs_float64"] = float(((got - ref).abs() / ref.abs().clamp_min(1)).max())
+    return row
+
+
+def inference_row(name, hw, cin, cout, k, stride, repeats) -> dict:
+    pad = k // 2
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, cin, hw, hw, generator=gen)
+    w = torch.randn(cout, cin, k, k, generator=gen) * 0.5
+    scale = calibrate_adder_scale(w, x)
+    x_q = quantize_adder_input(x, scale)
+    w_q = np.clip(np.rint(w.numpy() / scale), -127, 127).astype(np.int8).transpose(0, 2, 3, 1).copy()
+    xn, wn = x.numpy(), w.numpy()
+    with torch.no_grad():
+        ms = interleaved_medians({
+            "conv": lambda: F.conv2d(x, w, stride=stride, padding=pad),
+            "f32": lambda: K.adder_conv2d_f32(xn, wn, stride=stride, padding=pad, num_threads=1),
+            "int8": lambda: K.adder_int8(x_q, w_q, stride=stride, padding=pad, multiplier=scale,
+                                         num_threads=1),
+        }, repeats * 4)
+    conv_ms, f32_ms, i8_ms = ms["conv"], ms["f32"], ms["int8"]
+    y_q = K.adder_int8(x_q, w_q, stride=stride, padding=pad, multiplier=scale, num_threads=1)
+    y_f = K.adder_conv2d_f32(xn, wn, stride=stride, padding=pad).transpose(0, 2, 3, 1)
+    fan_in = cin * k * k
+    ho = (hw + 2 * pad - k) // stride + 1
+    abs_diffs = ho * ho * cout * fan_in
+    return {
+        "layer": name,
+        "conv_ms": conv_ms,
+        "adder_f32_ms": f32_ms,
+        "adder_int8_ms": i8_ms,
+        "int8_speedup_vs_conv": conv_ms / i8_ms,
+        "int8_G_absdiff_per_s": abs_diffs / i8_ms / 1e6,
+        "int8_max_err_over_bound": float(np.abs(y_q - y_f).max() / (fan_in * scale)),
+    }
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads for the training section (default: all cores)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--mem-cap-gb", type=float, default=2.0,
+                    help="skip the unfold adder when its difference tensor exceeds this")
+    ap.add_argument("--only", default=None, help="run only layers whose name contains this")
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = ap.parse_args(argv)
+    shapes = [s for s in SHAPES if args.only is None or args.only in s[0]]
+
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "isa": K.active_isa(), "torch": torch.__version__},
+        "training_threads": args.threads,
+        "training": [],
+        "inference": [],
+    }
+    if not args.skip_training:
+        torch.set_num_threads(args.threads)
+        print(f"Training step (forward + backward), {args.threads} thread(s); times in ms, "
+              "peak extra memory in MB")
+        head = (f"{'layer':28s} {'N':>3s} | {'conv fwd':>8s} {'step':>8s} {'MB':>6s} | "
+                f"{'unfold fwd':>10s} {'step':>8s} {'MB':>7s} | {'onebit fwd':>10s} {'step':>8s} "
+                f"{'MB':>6s} | {'t/conv':>6s} {'m/conv':>6s}")
+        print(head)
+        print("-" * len(head))
+        for name, hw, cin, cout, k, s, batch in shapes:
+            r = training_row(name, hw, cin, cout, k, s, batch, args.repeats, args.mem_cap_gb)
+            result["training"].append(r)
+            print(f"{name:28s} {batch:3d} | {r['conv_fwd_ms']:8.2f} {r['conv_step_ms']:8.2f} "
+                  f"{r['conv_step_peak_mb']:6.1f} | {_fmt(r.get('unfold_fwd_ms'), '10.1f')} "
+                  f"{_fmt(r.get('unfold_step_ms'), '8.1f')} "
+                  f"{_fmt(r.get('unfold_step_peak_mb'), '7.0f')} | {r['onebit_fwd_ms']:10.2f} "
+                  f"{r['onebit_step_ms']:8.2f} {r['onebit_step_peak_mb']:6.1f} | "
+                  f"{r['step_time_vs_conv']:6.2f} {r['step_mem_vs_conv']:6.2f}", flush=True)
+            if "unfold_skipped" in r:
+                print(f"{'':28s}     unfold skipped: {r['unfold_skipped']}")
+    torch.set_num_threads(1)
+    print("\nInference, batch 1, 1 thread; times in ms")
+    head = (f"{'layer':28s} | {'conv f32':>8s} | {'adder f32':>9s} | {'adder int8':>10s} "
+            f"{'G|a-b|/s':>9s} | {'int8 vs conv':>12s} | {'err/bound':>9s}")
+    print(head)
+    print("-" * len(head))
+    for name, hw, cin, cout, k, s, _ in shapes:
+        r = inference_row(name, hw, cin, cout, k, s, args.repeats)
+        result["inference"].append(r)
+        print(f"{name:28s} | {r['conv_ms']:8.3f} | {r['adder_f32_ms']:9.3f} | "
+              f"{r['adder_int8_ms']:10.3f} {r['int8_G_absdiff_per_s']:9.1f} | "
+              f"{r['int8_speedup_vs_conv']:11.2f}x | {r['int8_max_err_over_bound']:9.3f}",
+              flush=True)
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.out}")
+    else:
+        print("\n" + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
