@@ -4,8 +4,9 @@
 BLAS thread variables (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) equal
 that count, so that NumPy's float matmuls (stem, classifier), onebit's kernels and PyTorch all
 use the same number of threads. Inside it the runtime and PyTorch run alternately and the medians
-of the repeats are reported. The float baseline is :class:`GraphTorchModule`: the same
-architecture with every binary weight expanded to float32 and run by PyTorch's float kernels.
+of the repeats are reported. The float baseline is :class:`GraphTorchModule` with
+``exact=False``: the same architecture with every binary layer a float32 conv / matmul of its
+real input, run by PyTorch's float kernels.
 
 Child entry point (used by :func:`bench`): ``python -m onebit.deploy.bench MODEL.onebit
 --threads T --batch-sizes 1 8 --repeats 20`` prints one JSON list of rows.
@@ -59,7 +60,7 @@ def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) ->
 
     torch.set_num_threads(threads)
     model = rt.load(path, num_threads=threads)
-    reference = GraphTorchModule(model.graph).eval()
+    reference = GraphTorchModule(model.graph, exact=False).eval()
     rng = np.random.default_rng(0)
     rows = []
     for batch in batch_sizes:

@@ -32,12 +32,18 @@ def _pad(x: torch.Tensor, padding: list[int], value: float) -> torch.Tensor:
 
 class GraphTorchModule(nn.Module):
     """``GraphTorchModule(graph)(x)`` computes ``onebit.runtime.Model(graph)(x)`` with PyTorch
-    float32 ops (NCHW). Packed-bit values are represented as float +/-1 tensors."""
+    float32 ops (NCHW). Packed-bit values are represented as float +/-1 tensors.
 
-    def __init__(self, graph: Graph) -> None:
+    With ``exact=False`` a binary conv / dense layer is just the float conv / matmul of its real
+    input (no sign, PyTorch's own zero padding): what a float network of this architecture costs,
+    the baseline ``onebit bench`` times (its outputs are not the binary model's).
+    """
+
+    def __init__(self, graph: Graph, exact: bool = True) -> None:
         super().__init__()
         self.infos = graph.validate()
         self.graph = graph
+        self.exact = exact
         self._weights: dict[tuple[int, str], torch.Tensor] = {}
         for i, node in enumerate(graph.nodes):
             for role, key in node.tensors.items():
@@ -80,6 +86,10 @@ class GraphTorchModule(nn.Module):
         if op == "conv2d":
             return F.conv2d(_pad(x, a["padding"], a["pad_value"]), self._w(i, "weight"),
                             self._w(i, "bias"), a["stride"], 0, a["dilation"], a["groups"])
+        if op == "bconv2d" and not self.exact:
+            return F.conv2d(x, self._w(i, "weight"), None, a["stride"], a["padding"])
+        if op == "blinear" and not self.exact:
+            return F.linear(x, self._w(i, "weight"))
         if op == "bconv2d":
             k = None
             if a["xnor_k"]:
