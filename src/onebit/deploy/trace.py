@@ -188,14 +188,19 @@ class _Builder:
         return out
 
     # -- modules -----------------------------------------------------------------------------
-    def conv(self, m: nn.Conv2d, x: str, where: str) -> str:
-        padding = _symmetric_padding(m, where)
+    def quantized_input(self, m: nn.Module, x: str, where: str) -> tuple[str, str]:
+        """Emit the layer's input quantizer as its own op; returns (value, kind)."""
         kind, bits = quantizer_kind(getattr(m, "input_quantizer", None), f"{where}.input_quantizer")
-        src = x
         if kind == "sign":
             x = self.emit("sign", [x], where, output="float")
         elif kind == "kbit":
             x = self.emit("kbit", [x], where, bits=bits)
+        return x, kind
+
+    def conv(self, m: nn.Conv2d, x: str, where: str) -> str:
+        padding = _symmetric_padding(m, where)
+        src = x
+        x, kind = self.quantized_input(m, x, where)
         xnor_k = getattr(m, "input_scaling", None) == "xnor_k"
         if xnor_k and kind != "sign":
             raise ConversionError(f"{where}: input_scaling='xnor_k' needs a sign input quantizer "
@@ -209,11 +214,7 @@ class _Builder:
         return out
 
     def linear(self, m: nn.Linear, x: str, where: str) -> str:
-        kind, bits = quantizer_kind(getattr(m, "input_quantizer", None), f"{where}.input_quantizer")
-        if kind == "sign":
-            x = self.emit("sign", [x], where, output="float")
-        elif kind == "kbit":
-            x = self.emit("kbit", [x], where, bits=bits)
+        x, _ = self.quantized_input(m, x, where)
         out = self.emit("linear", [x], where, in_features=m.in_features,
                         out_features=m.out_features)
         self._scaled_output(self.nodes[-1], m, where)
