@@ -6,8 +6,11 @@ Usage:
 
 For every shape and thread count, the two kernels run alternately (torch.set_num_threads and
 num_threads set alike) and the medians of the repeats are reported. onebit's input is already
-packed (as when binary layers chain with output="bits") and its output is float32 with a folded
-BatchNorm (output="float", multiplier and bias), the form a Bi-Real block adds to its shortcut.
+packed (as when binary layers chain with output="bits"), its filters are prepared once
+(prepare_conv_weight, as an inference runtime does at load time; "onebit ms (raw w)" times the
+same call with plain packed filters, packing them on every call), and its output is float32
+with a folded BatchNorm (output="float", multiplier and bias), the form a Bi-Real block adds to
+its shortcut.
 "G bMAC/s" counts binary multiply-accumulates: out_pixels * C_out * kh * kw * C_in / time.
 The geometric mean of the speed-up is taken over the 3x3 shapes.
 """
@@ -42,21 +45,23 @@ SHAPES = [
 ]
 
 
-def _median_pair(f_a, f_b, repeats: int) -> tuple[float, float]:
-    """Runs f_a and f_b alternately; returns their median times in seconds."""
-    for _ in range(3):
-        f_a()
-        f_b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f_a()
-        t1 = time.perf_counter()
-        f_b()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
+def _medians(fns, repeats: int, settle_s: float = 0.005) -> list[float]:
+    """Runs the functions in turn (rotating which goes first) and returns their median times in
+    seconds. Before each timed call the process sleeps settle_s, so that threads still spinning
+    after the previous call (PyTorch's OpenMP workers, onebit's pool) are idle and do not steal
+    the cores from the next one."""
+    for _ in range(2):
+        for f in fns:
+            f()
+    times: list[list[float]] = [[] for _ in fns]
+    for rep in range(repeats):
+        for j in range(len(fns)):
+            i = (rep + j) % len(fns)
+            time.sleep(settle_s)
+            t0 = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
@@ -73,6 +78,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         w = np.where(rng.random((cout, cin, k, k)) < 0.5, -1.0, 1.0).astype(np.float32)
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
         xp, wp = K.pack_nchw(x), K.pack_conv_weight(w)
+        prepared = K.prepare_conv_weight(wp, in_channels=cin)
         mult = rng.uniform(0.5, 1.5, cout).astype(np.float32)
         bias = rng.uniform(-1, 1, cout).astype(np.float32)
         # the two must agree before anything is timed
@@ -84,16 +90,18 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         macs = ho * ho * cout * k * k * cin
         for t in threads:
             torch.set_num_threads(t)
+            def onebit(weights, t=t):
+                return K.bconv2d(xp, weights, in_channels=cin, stride=stride, padding=pad,
+                                 output="float", multiplier=mult, bias=bias, num_threads=t)
+
             with torch.no_grad():
-                t_torch, t_onebit = _median_pair(
-                    lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
-                    lambda: K.bconv2d(xp, wp, in_channels=cin, stride=stride, padding=pad,
-                                      output="float", multiplier=mult, bias=bias, num_threads=t),
-                    repeats)
+                t_torch, t_onebit, t_raw = _medians(
+                    [lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
+                     lambda: onebit(prepared), lambda: onebit(wp)], repeats)
             rows.append({
                 "shape": name, "threads": t, "torch_ms": t_torch * 1e3, "onebit_ms": t_onebit * 1e3,
-                "speedup": t_torch / t_onebit, "g_binary_macs": macs / t_onebit / 1e9,
-                "kernel": k, "macs": macs,
+                "onebit_raw_w_ms": t_raw * 1e3, "speedup": t_torch / t_onebit,
+                "g_binary_macs": macs / t_onebit / 1e9, "kernel": k, "macs": macs,
             })
     geo = {}
     for t in threads:
@@ -118,12 +126,13 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
 
 def print_table(res: dict) -> None:
     print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} repeats")
-    head = f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'ratio':>6} {'G bMAC/s':>9}"
+    head = (f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'(raw w)':>8} "
+            f"{'ratio':>6} {'G bMAC/s':>9}")
     print(head)
     print("-" * len(head))
     for r in res["rows"]:
         print(f"{r['shape']:<24} {r['threads']:>3} {r['torch_ms']:>9.3f} {r['onebit_ms']:>10.3f} "
-              f"{r['speedup']:>6.2f} {r['g_binary_macs']:>9.1f}")
+              f"{r['onebit_raw_w_ms']:>8.3f} {r['speedup']:>6.2f} {r['g_binary_macs']:>9.1f}")
     for t, g in res["geomean_speedup_3x3"].items():
         print(f"geometric mean speed-up over 3x3 shapes, {t} thread(s): {g:.2f}x")
     if res["onebit_2_thread_scaling"]:

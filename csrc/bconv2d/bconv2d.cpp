@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
+#include "bconv2d/prepared.h"
 #include "bconv2d/reference.h"
 #include "bconv2d/zero_padding.h"
 #include "bgemm/panel.h"
@@ -65,8 +67,9 @@ void gather_patch(const uint32_t* x, const BConv2DShape& s, const PixelCursor& c
 
 }  // namespace
 
-void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32_t* w,
-                       const BConv2DShape& s, const OutputTransform& t, int num_threads) {
+void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_t* w_panel,
+                       const int32_t* tap_sums, const BConv2DShape& s, const OutputTransform& t,
+                       int num_threads) {
   const int threads = num_threads > 0 ? num_threads : default_num_threads();
   const int64_t cw = s.in_words(), kwords = s.filter_words(), cout = s.out_channels;
   const int64_t pixels = s.out_pixels(), wo = s.out_w(), ho = s.out_h();
@@ -74,9 +77,7 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
   const int64_t p_pad = round_up(pixels, uk.mr), n_pad = round_up(cout, uk.nr);
   const int32_t k_total = static_cast<int32_t>(s.taps() * s.in_channels);  // < 2^24 (validated)
 
-  uint8_t* w_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
-  pack_panel(uk, w, kwords, kwords, cout, n_pad, kp, w_panel);
-  const ZeroPaddingCorrection correction(s, w, uk.row_popcounts);
+  const ZeroPaddingCorrection correction(s, tap_sums);
   std::vector<uint32_t> pad_tap(static_cast<size_t>(cw), 0u);
   if (s.pad_value == PadValue::MinusOne) {
     std::fill(pad_tap.begin(), pad_tap.end(), ~0u);
@@ -128,9 +129,26 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint32
 void bconv2d(const uint32_t* x, const uint32_t* w, const BConv2DShape& s, const OutputTransform& t,
              int num_threads) {
   s.validate();
-  const PopcountKernel* uk = popcount_kernel(active_isa(), s.filter_words());
+  const int64_t kwords = s.filter_words();
+  const PopcountKernel* uk = popcount_kernel(active_isa(), kwords);
   if (uk == nullptr) return bconv2d_reference(x, w, s, t);
-  bconv2d_optimized(*uk, x, w, s, t, num_threads);
+  const int64_t kp = panel_kp(*uk, kwords), n_pad = round_up(s.out_channels, uk->nr);
+  uint8_t* w_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * panel_row_bytes(*uk, kp)));
+  pack_panel(*uk, w, kwords, kwords, s.out_channels, n_pad, kp, w_panel);
+  std::vector<int32_t> tap_sums;
+  if (s.pad_value == PadValue::Zero)  // only zero padding needs them
+    tap_sums = ZeroPaddingCorrection::tap_sums(w, s.out_channels, s.taps(), s.in_channels, uk->row_popcounts);
+  bconv2d_optimized(*uk, x, w_panel, tap_sums.data(), s, t, num_threads);
+}
+
+void bconv2d(const uint32_t* x, const PreparedFilters& w, const BConv2DShape& s,
+             const OutputTransform& t, int num_threads) {
+  s.validate();
+  if (w.out_channels() != s.out_channels || w.kernel_h() != s.kernel_h || w.kernel_w() != s.kernel_w ||
+      w.in_channels() != s.in_channels)
+    throw std::invalid_argument("bconv2d: the prepared filters do not match the convolution's shape");
+  if (w.isa() != active_isa() || w.kernel() == nullptr) return bconv2d(x, w.words(), s, t, num_threads);
+  bconv2d_optimized(*w.kernel(), x, w.panel(), w.tap_sums(), s, t, num_threads);
 }
 
 }  // namespace onebit

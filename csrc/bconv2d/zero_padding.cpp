@@ -28,23 +28,26 @@ std::vector<std::pair<int64_t, int64_t>> classify(int64_t out, int64_t stride, i
 
 }  // namespace
 
-ZeroPaddingCorrection::ZeroPaddingCorrection(const BConv2DShape& s, const uint32_t* w,
-                                             RowPopcounts row_popcounts) {
+std::vector<int32_t> ZeroPaddingCorrection::tap_sums(const uint32_t* w, int64_t out_channels,
+                                                     int64_t taps, int64_t in_channels,
+                                                     RowPopcounts row_popcounts) {
+  const int64_t cw = words_for(in_channels);
+  std::vector<int32_t> pops(static_cast<size_t>(out_channels * taps)), sums(pops.size());
+  row_popcounts(w, out_channels * taps, cw, pops.data());
+  for (int64_t co = 0; co < out_channels; ++co)
+    for (int64_t t = 0; t < taps; ++t)
+      sums[t * out_channels + co] = static_cast<int32_t>(in_channels) - 2 * pops[co * taps + t];
+  return sums;
+}
+
+ZeroPaddingCorrection::ZeroPaddingCorrection(const BConv2DShape& s, const int32_t* tap_sum) {
   if (s.pad_value != PadValue::Zero) return;
   if (s.pad_top == 0 && s.pad_bottom == 0 && s.pad_left == 0 && s.pad_right == 0) return;
   const auto rows = classify(s.out_h(), s.stride_h, s.pad_top, s.kernel_h, s.in_h, row_class_);
   const auto cols = classify(s.out_w(), s.stride_w, s.pad_left, s.kernel_w, s.in_w, col_class_);
   num_col_classes_ = static_cast<int32_t>(cols.size());
   out_channels_ = s.out_channels;
-  const int64_t cw = s.in_words(), taps = s.taps();
   const int64_t cout = s.out_channels;
-  // tap_sum[t * cout + co]: the dot product of an all-(+1) input with tap t of filter co,
-  // C_in - 2 * popcount(w[co, t, :]).
-  std::vector<int32_t> pops(static_cast<size_t>(cout * taps)), tap_sum(pops.size());
-  row_popcounts(w, cout * taps, cw, pops.data());
-  for (int64_t co = 0; co < cout; ++co)
-    for (int64_t t = 0; t < taps; ++t)
-      tap_sum[t * cout + co] = static_cast<int32_t>(s.in_channels) - 2 * pops[co * taps + t];
   bool any = false;
   table_.assign(rows.size() * cols.size() * static_cast<size_t>(s.out_channels), 0);
   for (size_t rc = 0; rc < rows.size(); ++rc)
@@ -61,7 +64,7 @@ ZeroPaddingCorrection::ZeroPaddingCorrection(const BConv2DShape& s, const uint32
       for (int64_t ky = 0; ky < s.kernel_h; ++ky)
         for (int64_t kx = 0; kx < s.kernel_w; ++kx) {
           if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) continue;  // not a padded tap
-          const int32_t* ts = tap_sum.data() + (ky * s.kernel_w + kx) * cout;
+          const int32_t* ts = tap_sum + (ky * s.kernel_w + kx) * cout;
           for (int64_t co = 0; co < cout; ++co) out[co] += ts[co];
         }
     }

@@ -18,11 +18,16 @@ namespace onebit {
 
 class ZeroPaddingCorrection {
  public:
-  // Builds the table from packed weights w [out_channels, kernel_h, kernel_w, in_words]. Empty
-  // (at() always nullptr) unless pad_value is Zero and some output position reads padding.
-  // row_popcounts counts the set bits of each weight tap (the ISA's fastest way).
-  ZeroPaddingCorrection(const BConv2DShape& s, const uint32_t* w,
-                        RowPopcounts row_popcounts = row_popcounts_portable);
+  // Builds the table from tap_sums [kernel_h * kernel_w, out_channels] (see tap_sums() below).
+  // Empty (at() always nullptr) unless pad_value is Zero and some output position reads padding.
+  ZeroPaddingCorrection(const BConv2DShape& s, const int32_t* tap_sums);
+
+  // tap_sums[t * out_channels + co] = C_in - 2 * popcount(w[co, t, :]): the dot product of an
+  // all-(+1) input with tap t of filter co, for packed weights w [out_channels, taps, in_words].
+  // row_popcounts counts the set bits of each tap (the ISA's fastest way).
+  static std::vector<int32_t> tap_sums(const uint32_t* w, int64_t out_channels, int64_t taps,
+                                       int64_t in_channels,
+                                       RowPopcounts row_popcounts = row_popcounts_portable);
   // The correction row [out_channels] of output position (oy, ox), or nullptr where none is due.
   const int32_t* at(int64_t oy, int64_t ox) const {
     if (table_.empty()) return nullptr;

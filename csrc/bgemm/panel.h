@@ -19,6 +19,7 @@ inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 class AlignedBuffer {
  public:
   uint8_t* get(size_t bytes);
+  const uint8_t* get(size_t) const { return data_.get(); }  // the current contents
 
  private:
   struct Free {

@@ -7,9 +7,12 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "bconv2d/bconv2d.h"
+#include "bconv2d/prepared.h"
 #include "bgemm/bgemm.h"
+#include "dispatch.h"
 
 namespace nb = nanobind;
 
@@ -77,7 +80,8 @@ void bgemm_py(WordsIn a, WordsIn b, int64_t m, int64_t n, int64_t k, const std::
   onebit::bgemm(a.data(), b.data(), m, n, kw, k, t, num_threads);
 }
 
-void bconv2d_py(WordsIn x, WordsIn w, int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
+template <class Filters>
+void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
                 int64_t out_channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
                 int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
                 int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
@@ -102,12 +106,26 @@ void bconv2d_py(WordsIn x, WordsIn w, int64_t batch, int64_t in_h, int64_t in_w,
   s.validate();
   need(static_cast<int64_t>(x.size()) == batch * in_h * in_w * s.in_words(),
        "bconv2d: x size does not match [batch, in_h, in_w, words(in_channels)]");
-  need(static_cast<int64_t>(w.size()) == out_channels * s.filter_words(),
-       "bconv2d: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
   const onebit::OutputTransform t =
       make_transform(kind, s.out_pixels(), out_channels, k_map, multiplier, bias, thresholds, flip, out);
-  nb::gil_scoped_release release;
-  onebit::bconv2d(x.data(), w.data(), s, t, num_threads);
+  if constexpr (std::is_same_v<Filters, WordsIn>) {
+    need(static_cast<int64_t>(w.size()) == out_channels * s.filter_words(),
+         "bconv2d: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
+    nb::gil_scoped_release release;
+    onebit::bconv2d(x.data(), w.data(), s, t, num_threads);
+  } else {
+    nb::gil_scoped_release release;
+    onebit::bconv2d(x.data(), w, s, t, num_threads);
+  }
+}
+
+void prepare_filters(onebit::PreparedFilters* self, WordsIn w, int64_t out_channels, int64_t kernel_h,
+                     int64_t kernel_w, int64_t in_channels) {
+  need(out_channels >= 1 && kernel_h >= 1 && kernel_w >= 1 && in_channels >= 1,
+       "PreparedFilters: every dimension must be >= 1");
+  need(static_cast<int64_t>(w.size()) == out_channels * kernel_h * kernel_w * onebit::words_for(in_channels),
+       "PreparedFilters: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
+  new (self) onebit::PreparedFilters(w.data(), out_channels, kernel_h, kernel_w, in_channels);
 }
 
 }  // namespace
@@ -117,7 +135,20 @@ void register_binary(nb::module_& m) {
         nb::arg("output"), nb::arg("row_scale").none(), nb::arg("multiplier").none(),
         nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
         nb::arg("num_threads"), "Binary GEMM (see onebit.kernels.bgemm).");
-  m.def("bconv2d", &bconv2d_py, nb::arg("x"), nb::arg("w"), nb::arg("batch"), nb::arg("in_h"),
+  nb::class_<onebit::PreparedFilters>(m, "PreparedFilters",
+                                      "Conv filters packed once for bconv2d (see onebit.kernels.prepare_conv_weight).")
+      .def("__init__", &prepare_filters, nb::arg("w"), nb::arg("out_channels"), nb::arg("kernel_h"),
+           nb::arg("kernel_w"), nb::arg("in_channels"))
+      .def_prop_ro("isa", [](const onebit::PreparedFilters& p) { return std::string(onebit::isa_name(p.isa())); });
+  m.def("bconv2d_prepared", &bconv2d_any<onebit::PreparedFilters>, nb::arg("x"), nb::arg("w"),
+        nb::arg("batch"), nb::arg("in_h"), nb::arg("in_w"), nb::arg("in_channels"),
+        nb::arg("out_channels"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"),
+        nb::arg("stride_w"), nb::arg("pad_top"), nb::arg("pad_bottom"), nb::arg("pad_left"),
+        nb::arg("pad_right"), nb::arg("pad_value"), nb::arg("output"), nb::arg("k_map").none(),
+        nb::arg("multiplier").none(), nb::arg("bias").none(), nb::arg("thresholds").none(),
+        nb::arg("flip").none(), nb::arg("out"), nb::arg("num_threads"),
+        "Binary conv2d with prepared filters (see onebit.kernels.bconv2d).");
+  m.def("bconv2d", &bconv2d_any<WordsIn>, nb::arg("x"), nb::arg("w"), nb::arg("batch"), nb::arg("in_h"),
         nb::arg("in_w"), nb::arg("in_channels"), nb::arg("out_channels"), nb::arg("kernel_h"),
         nb::arg("kernel_w"), nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_top"),
         nb::arg("pad_bottom"), nb::arg("pad_left"), nb::arg("pad_right"), nb::arg("pad_value"),

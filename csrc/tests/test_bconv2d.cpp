@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "bconv2d/bconv2d.h"
+#include "bconv2d/prepared.h"
 #include "bconv2d/reference.h"
 #include "test_util.h"
 
@@ -128,6 +129,18 @@ int main() {
         for (size_t i = 0; i < ref_b.size(); ++i)
           CHECK(got_b[i] == ref_b[i], "isa=%s trial %d bits at %zu", isa_name(isa), trial, i);
       }
+      // filters prepared once, used here and (plain fallback) under the reference ISA
+      const PreparedFilters prepared(w.data(), co, s.kernel_h, s.kernel_w, s.in_channels);
+      std::vector<int32_t> got(ref.size(), -1);
+      t.out = got.data();
+      bconv2d(x.data(), prepared, s, t, 2);
+      for (size_t i = 0; i < ref.size(); ++i)
+        CHECK(got[i] == ref[i], "isa=%s trial %d prepared at %zu", isa_name(isa), trial, i);
+      set_isa(Isa::Reference);
+      std::fill(got.begin(), got.end(), -1);
+      bconv2d(x.data(), prepared, s, t, 2);
+      for (size_t i = 0; i < ref.size(); ++i)
+        CHECK(got[i] == ref[i], "isa=%s trial %d prepared, run by the reference, at %zu", isa_name(isa), trial, i);
     }
     reset_isa();
   }

@@ -95,10 +95,16 @@ def test_optimized_equal_reference_bit_for_bit(case, threads: int) -> None:
         refs = [K.bconv2d(xp, wp, **common, **v) for v in variants]
     for isa in optimized_isas():
         with K.use_isa(isa):
+            prepared = K.prepare_conv_weight(wp, in_channels=case["cin"])
+            assert prepared.isa == isa
             for v, ref in zip(variants, refs):
                 got = K.bconv2d(xp, wp, **common, **v, num_threads=threads)
                 assert got.dtype == ref.dtype and got.shape == ref.shape
                 np.testing.assert_array_equal(got, ref, err_msg=f"{isa} {v['output']}")
+                got = K.bconv2d(xp, prepared, **common, **v, num_threads=threads)
+                np.testing.assert_array_equal(got, ref, err_msg=f"{isa} {v['output']} prepared")
+        with K.use_isa("reference"):  # prepared for another ISA: the plain copy gives the same
+            np.testing.assert_array_equal(K.bconv2d(xp, prepared, **common), refs[0])
 
 
 @pytest.mark.parametrize("isa", all_isas())

@@ -84,6 +84,18 @@ def test_bconv2d_argument_errors(conv_args) -> None:
         K.bconv2d(x, w, in_channels=40, num_threads="2")
 
 
+def test_prepared_weight_errors(conv_args) -> None:
+    x, w = conv_args
+    prepared = K.prepare_conv_weight(w, in_channels=40)
+    assert prepared.shape == w.shape and "in_channels=40" in repr(prepared)
+    with pytest.raises(ValueError, match="prepared weights are for in_channels = 40"):
+        K.bconv2d(np.zeros((1, 5, 5, 2), np.uint32), prepared, in_channels=39)
+    with pytest.raises(ValueError, match="words per tap"):
+        K.prepare_conv_weight(w, in_channels=70)
+    with pytest.raises(TypeError, match="uint32"):
+        K.prepare_conv_weight(w.astype(np.int32), in_channels=40)
+
+
 def test_bgemm_errors() -> None:
     a = np.zeros((4, 2), np.uint32)
     with pytest.raises(ValueError, match="ceil"):

@@ -40,10 +40,12 @@ from onebit.kernels._checks import (
 )
 
 __all__ = [
+    "PreparedConvWeight",
     "bconv2d",
     "bconv2d_output_shape",
     "bgemm",
     "conv_padding",
+    "prepare_conv_weight",
     "sign_thresholds",
 ]
 
@@ -164,6 +166,41 @@ def _alloc(output: str, shape: tuple[int, ...], channels: int) -> np.ndarray:
     return np.empty(shape + (words_for(channels),), dtype=np.uint32)
 
 
+class PreparedConvWeight:
+    """Packed conv filters prepared once for :func:`bconv2d` (see :func:`prepare_conv_weight`).
+
+    Holds the filters in the layout of the kernel that the active ISA runs for them, and the
+    per-tap sums of the zero-padding correction, so that repeated calls skip that work. If the ISA
+    is switched afterwards (``use_isa``), calls still give the same results, from the plain copy.
+    """
+
+    def __init__(self, w_packed: np.ndarray, *, in_channels: int) -> None:
+        w = require_array(w_packed, "w_packed", np.uint32, ndim=4)
+        cin = require_int(in_channels, "in_channels", 1)
+        if w.shape[3] != words_for(cin):
+            raise ValueError(f"w_packed must have {words_for(cin)} words per tap for in_channels = "
+                             f"{cin}, got shape {w.shape}")
+        check_tail_bits(w[..., -1], cin, "w_packed")
+        self.shape: tuple[int, int, int, int] = tuple(int(d) for d in w.shape)  # type: ignore[assignment]
+        self.in_channels = cin
+        self._impl = _kernels.PreparedFilters(w, w.shape[0], w.shape[1], w.shape[2], cin)
+
+    @property
+    def isa(self) -> str:
+        """The kernel family the filters were prepared for."""
+        return self._impl.isa
+
+    def __repr__(self) -> str:
+        return (f"PreparedConvWeight(shape={self.shape}, in_channels={self.in_channels}, "
+                f"isa={self.isa!r})")
+
+
+def prepare_conv_weight(w_packed: np.ndarray, *, in_channels: int) -> PreparedConvWeight:
+    """Prepare packed filters ``[C_out, kh, kw, ceil(C_in / 32)]`` once for repeated :func:`bconv2d`
+    calls (an inference runtime does this at load time); pass the result as ``w_packed``."""
+    return PreparedConvWeight(w_packed, in_channels=in_channels)
+
+
 def bgemm(a_packed: np.ndarray, b_packed: np.ndarray, k: int, *, output: str = "int32",
           multiplier: Any = None, bias: Any = None, row_scale: Any = None, thresholds: Any = None,
           flip: Any = None, num_threads: int | None = None) -> np.ndarray:
@@ -191,7 +228,7 @@ def bgemm(a_packed: np.ndarray, b_packed: np.ndarray, k: int, *, output: str = "
     return out
 
 
-def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, in_channels: int, stride: Any = 1,
+def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, in_channels: int, stride: Any = 1,
             padding: Any = 0, pad_value: float = 0.0, output: str = "int32", multiplier: Any = None,
             bias: Any = None, k_map: Any = None, thresholds: Any = None, flip: Any = None,
             num_threads: int | None = None) -> np.ndarray:
@@ -199,7 +236,8 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, in_channels: int, str
 
     Args:
         x_packed: uint32 ``[N, H, W, ceil(C_in / 32)]`` (:func:`pack_nchw` or ``pack_bits`` of NHWC).
-        w_packed: uint32 ``[C_out, kh, kw, ceil(C_in / 32)]`` (:func:`pack_conv_weight`).
+        w_packed: uint32 ``[C_out, kh, kw, ceil(C_in / 32)]`` (:func:`pack_conv_weight`), or
+            the same prepared once with :func:`prepare_conv_weight` (faster for repeated calls).
         in_channels: the true ``C_in`` (the packed words hold up to 32 per word).
         stride: int or ``(sh, sw)``.
         padding: int, ``(ph, pw)``, ``(top, bottom, left, right)``, ``"valid"`` or ``"same"``.
@@ -217,23 +255,32 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, in_channels: int, str
     +/-1 values, with padded positions worth ``pad_value``; ``|acc| <= kh * kw * C_in``.
     """
     x = require_array(x_packed, "x_packed", np.uint32, ndim=4)
-    w = require_array(w_packed, "w_packed", np.uint32, ndim=4)
     cin = require_int(in_channels, "in_channels", 1)
     cw = words_for(cin)
     if x.shape[3] != cw:
         raise ValueError(f"in_channels = {cin} needs ceil({cin} / 32) = {cw} words per pixel, but "
                          f"x_packed has {x.shape[3]} (shape {x.shape})")
-    if w.shape[3] != cw:
-        raise ValueError(f"w_packed must have {cw} words per tap for in_channels = {cin}, got shape "
-                         f"{w.shape} (pack [C_out, C_in, kh, kw] weights with pack_conv_weight)")
     check_tail_bits(x[..., -1], cin, "x_packed")
-    check_tail_bits(w[..., -1], cin, "w_packed")
+    prepared = w_packed if isinstance(w_packed, PreparedConvWeight) else None
+    if prepared is not None:
+        if prepared.in_channels != cin:
+            raise ValueError(f"the prepared weights are for in_channels = {prepared.in_channels}, "
+                             f"got in_channels = {cin}")
+        w_shape = prepared.shape
+    else:
+        w = require_array(w_packed, "w_packed", np.uint32, ndim=4)
+        if w.shape[3] != cw:
+            raise ValueError(f"w_packed must have {cw} words per tap for in_channels = {cin}, got "
+                             f"shape {w.shape} (pack [C_out, C_in, kh, kw] weights with "
+                             "pack_conv_weight)")
+        check_tail_bits(w[..., -1], cin, "w_packed")
+        w_shape = w.shape
     try:
         pad_code = _PAD_CODES[float(pad_value)]
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
     n, h, wd, _ = x.shape
-    cout, kh, kw, _ = w.shape
+    cout, kh, kw, _ = w_shape
     sh, sw = _pair(stride, "stride", 1)
     top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
     if h + top + bottom < kh or wd + left + right < kw:
@@ -245,7 +292,8 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray, *, in_channels: int, str
     wo = (wd + left + right - kw) // sw + 1
     extra = _transform_args(output, cout, (n, ho, wo), k_map, multiplier, bias, thresholds, flip)
     out = _alloc(output, (n, ho, wo), cout)
-    _kernels.bconv2d(x, w, n, h, wd, cin, cout, kh, kw, sh, sw, top, bottom, left, right, pad_code,
-                     output, extra["k_map"], extra["multiplier"], extra["bias"], extra["thresholds"],
-                     extra["flip"], out, resolve_threads(num_threads))
+    run = _kernels.bconv2d if prepared is None else _kernels.bconv2d_prepared
+    run(x, w if prepared is None else prepared._impl, n, h, wd, cin, cout, kh, kw, sh, sw, top, bottom,
+        left, right, pad_code, output, extra["k_map"], extra["multiplier"], extra["bias"],
+        extra["thresholds"], extra["flip"], out, resolve_threads(num_threads))
     return out
