@@ -88,8 +88,9 @@ class MLP(nn.Sequential):
 @register_model(default_input_size=(1, 28, 28))
 def fmnist_cnn(num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
                hidden: int = 256) -> nn.Module:
-    """A small CNN shared by every method's Fashion-MNIST results (a float epoch of 60k images
-    takes well under a minute on 2 CPU cores: ``python -m onebit.models.timing fmnist_cnn``).
+    """A small CNN shared by every method's Fashion-MNIST results, sized so that a float epoch of
+    60k images costs about a minute of CPU on one core of a Zen 3 class CPU (measure it with
+    ``python -m onebit.models.timing fmnist_cnn --threads 1``).
 
     Conv3x3(32)-BN-ReLU-MaxPool2 (the float first layer, small) -> Conv3x3(64)-BN-ReLU-MaxPool2
     -> Conv3x3(128)-BN-ReLU-MaxPool2 -> FC ``hidden``-BN-ReLU -> FC; about 7.7 M multiply-adds
