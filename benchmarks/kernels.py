@@ -64,10 +64,41 @@ def _medians(fns, repeats: int, settle_s: float = 0.005) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def effective_cores(seconds: float = 0.05) -> float:
+    """How many cores this process gets now: the same single-threaded onebit work run in two
+    Python threads at once (the kernels release the GIL) against one after the other. About 2.0
+    on an idle 2-core machine; near 1.0 when other processes keep a core busy, and then no
+    2-thread figure of this run can show a speed-up."""
+    import threading
+
+    rng = np.random.default_rng(1)
+    xp = K.pack_nchw(np.where(rng.random((1, 256, 14, 14)) < 0.5, -1.0, 1.0).astype(np.float32))
+    wp = K.pack_conv_weight(np.where(rng.random((256, 256, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32))
+    t0 = time.perf_counter()
+    K.bconv2d(xp, wp, in_channels=256, padding=1, num_threads=1)
+    reps = max(1, int(seconds / max(time.perf_counter() - t0, 1e-6)))
+
+    def job() -> None:
+        for _ in range(reps):
+            K.bconv2d(xp, wp, in_channels=256, padding=1, num_threads=1)
+
+    t0 = time.perf_counter()
+    job()
+    one = time.perf_counter() - t0
+    workers = [threading.Thread(target=job) for _ in range(2)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return 2 * one / (time.perf_counter() - t0)
+
+
 def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
     import torch
     import torch.nn.functional as F
 
+    cores_before = effective_cores()
     rng = np.random.default_rng(0)
     rows = []
     for name, hw, cin, cout, k, stride in SHAPES:
@@ -117,6 +148,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "isa": K.active_isa(),
+        "effective_cores": [round(cores_before, 2), round(effective_cores(), 2)],
         "repeats": repeats,
         "rows": rows,
         "geomean_speedup_3x3": geo,
@@ -125,7 +157,9 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
 
 
 def print_table(res: dict) -> None:
-    print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} repeats")
+    print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} repeats; "
+          f"cores available to this process before / after: {res['effective_cores'][0]:.2f} / "
+          f"{res['effective_cores'][1]:.2f}")
     head = (f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'(raw w)':>8} "
             f"{'ratio':>6} {'G bMAC/s':>9}")
     print(head)
