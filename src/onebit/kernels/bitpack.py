@@ -92,10 +92,11 @@ def pack_nchw(x: np.ndarray) -> np.ndarray:
     The input layout of :func:`bconv2d`; bit 1 iff x < 0. Any memory layout of ``x`` is accepted.
     """
     x = require_array(x, "x", np.float32, ndim=4, contiguous=False)
-    return pack_bits(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), axis=-1)
+    # packing along C first and transposing the 32x smaller words beats transposing the floats
+    return np.ascontiguousarray(pack_bits(np.ascontiguousarray(x), axis=1).transpose(0, 2, 3, 1))
 
 
 def unpack_nhwc(packed: np.ndarray, channels: int) -> np.ndarray:
     """Unpack packed NHWC ``[N, H, W, ceil(C / 32)]`` into NCHW float32 ``[N, C, H, W]`` of +/-1."""
     packed = require_array(packed, "packed", np.uint32, ndim=4)
-    return np.ascontiguousarray(unpack_bits(packed, channels, axis=-1).transpose(0, 3, 1, 2))
+    return unpack_bits(np.ascontiguousarray(packed.transpose(0, 3, 1, 2)), channels, axis=1)
