@@ -435,3 +435,36 @@ def test_every_shipped_recipe_is_valid(recipe):
     final = stages[-1]
     # configs/<method>_<model>_<dataset>.yaml
     assert recipe.stem == f"{final['method']['name']}_{final['model']['name']}_{final['data']['name']}"
+
+
+def test_results_table_marks_targets(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results", REPO / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+
+    def run(name, method, acc, finished="2026-01-01", **kw):
+        d = tmp_path / name
+        d.mkdir()
+        r = {"method": method, "model": "m", "dataset": "d", "test_acc": acc, "epochs": 3,
+             "wall_time_s": 3725, "size_float32_bytes": 4096, "size_packed_bytes": 1024,
+             "finished_at": finished, **kw}
+        (d / "results.json").write_text(json.dumps(r))
+
+    run("f", "float", 0.90)
+    run("a", "addernet", 0.896)        # 0.4 points behind: met (<= 0.5)
+    run("x", "xnor", 0.865)            # 3.5 points: missed (<= 3)
+    run("b_old", "bnn", 0.80, "2025")  # superseded by the newer bnn run
+    run("b", "bnn", 0.86, "2026-02-01", stages=[{}, {}])
+    run("w", "bwn", 0.95)              # no target
+    rows = {r["method"]: r for r in results.compare(results.collect([tmp_path]))}
+    assert rows["addernet"]["gap"] == pytest.approx(0.4) and rows["addernet"]["verdict"] == "met"
+    assert rows["xnor"]["verdict"] == "missed" and rows["bnn"]["acc"] == pytest.approx(86.0)
+    assert rows["bnn"]["verdict"] == "met" and rows["bwn"]["verdict"] == "-"
+    assert rows["float"]["gap"] is None
+    assert results.main([str(tmp_path)]) == 0
+    table = (tmp_path / "results.md").read_text()
+    assert "| addernet | 89.60 | +0.40 | <= 0.5: met | 4.0 KiB / 1.0 KiB | 3 | 1:02:05 |" in table
+    assert "3 (2 stages)" in table and (tmp_path / "results.png").stat().st_size > 0
+    assert table.index("| float |") < table.index("| addernet |") < table.index("| bnn |")

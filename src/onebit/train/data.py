@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from onebit.train.config import ConfigError
+
 __all__ = ["EpochSampler", "ResumableBatches", "OnebitDataModule", "split_train_val", "SYNTHETIC",
            "synthetic_dataset"]
 
@@ -61,7 +63,7 @@ class EpochSampler:
 
     def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         if n < world_size:
-            raise ValueError(f"{n} training samples cannot be split over {world_size} processes; "
+            raise ConfigError(f"{n} training samples cannot be split over {world_size} processes; "
                              "use fewer devices or more data")
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.rank, self.world_size = rank, world_size
@@ -121,7 +123,7 @@ class ResumableBatches:
         self._epoch, self._consumed = -1, 0
         self._resume: tuple[int, int] | None = None
         if len(self) == 0:
-            raise ValueError(f"{len(sampler)} training samples per process make no full batch of "
+            raise ConfigError(f"{len(sampler)} training samples per process make no full batch of "
                              f"{batch_size}; lower data.batch_size or set data.drop_last=false")
 
     def __len__(self) -> int:
@@ -178,7 +180,7 @@ def _private_generator(seed: int) -> torch.Generator:
 def split_train_val(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the held-out validation part (a seeded permutation)."""
     if val_size >= n:
-        raise ValueError(f"data.val_size={val_size} leaves no training data out of {n} images; "
+        raise ConfigError(f"data.val_size={val_size} leaves no training data out of {n} images; "
                          "lower data.val_size")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[val_size:]), np.sort(perm[:val_size])
