@@ -17,6 +17,7 @@
 namespace onebit {
 
 int default_num_threads();          // all cores unless set_default_num_threads() said otherwise
+constexpr int kMaxThreads = 256;    // larger requests are capped
 void set_default_num_threads(int);  // <= 0 restores "all cores"
 
 namespace detail {
@@ -49,7 +50,7 @@ void split_and_run(int64_t n, int nt, int chunks, F& f) {
 template <class F>
 void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
   if (n <= 0) return;
-  int nt = num_threads > 0 ? num_threads : default_num_threads();
+  int nt = std::min(num_threads > 0 ? num_threads : default_num_threads(), kMaxThreads);
   if (grain < 1) grain = 1;
   nt = static_cast<int>(std::min<int64_t>(nt, (n + grain - 1) / grain));
   if (nt <= 1) {
@@ -66,7 +67,7 @@ void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
 template <class F>
 void parallel_for_dynamic(int64_t n, int num_threads, int64_t grain, F&& f) {
   if (n <= 0) return;
-  int nt = num_threads > 0 ? num_threads : default_num_threads();
+  int nt = std::min(num_threads > 0 ? num_threads : default_num_threads(), kMaxThreads);
   if (grain < 1) grain = 1;
   const int64_t max_chunks = (n + grain - 1) / grain;
   nt = static_cast<int>(std::min<int64_t>(nt, max_chunks));
