@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bench", "median_times", "thread_env"]
+__all__ = ["alternating_times", "bench", "median_times", "thread_env"]
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -38,8 +38,10 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def median_times(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 2) -> list[float]:
-    """Median seconds of each function, calling them alternately ``repeats`` times."""
+def alternating_times(fns: Sequence[Callable[[], Any]], repeats: int,
+                      warmup: int = 2) -> list[list[float]]:
+    """Seconds of each of ``repeats`` calls of each function, the functions called alternately
+    (so that a busy moment of a shared machine hits all of them alike)."""
     for _ in range(warmup):
         for f in fns:
             f()
@@ -49,7 +51,12 @@ def median_times(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 2
             start = time.perf_counter()
             f()
             t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def median_times(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 2) -> list[float]:
+    """Median seconds of each function over ``repeats`` alternating calls."""
+    return [statistics.median(t) for t in alternating_times(fns, repeats, warmup)]
 
 
 def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) -> list[dict]:
