@@ -1,7 +1,8 @@
-// Driver of the int8 AdderNet inference kernel: packs output positions of one image as rows of
-// K = KH*KW*C offset-binary bytes (x ^ 0x80, so the unsigned |a - b| of (V)PSADBW equals the signed
-// one), padded positions filled with pad_value ^ 0x80, the row tail (up to a multiple of 32) with 0
-// in both operands so it adds |0 - 0| = 0; then runs the ISA's SAD tiles.
+// Driver of the int8 AdderNet inference kernel: lays the input out padded in offset binary
+// (x ^ 0x80, so the unsigned |a - b| of (V)PSADBW equals the signed one; padded positions hold
+// pad_value ^ 0x80), packs the receptive field of each output position of a chunk as one row of
+// K = KH*KW*C bytes (KH copies of KW*C bytes), the row tail (up to a multiple of 32) 0 in both
+// operands so it adds |0 - 0| = 0, then runs the ISA's SAD tiles.
 #include <algorithm>
 #include <cstring>
 
@@ -40,12 +41,30 @@ void int8_conv2d(const int8_t* x, const int8_t* w, int8_t pad_value, const float
     std::memset(wp.data() + t * kp + K, 0, static_cast<size_t>(kp - K));
   }
 
+  // The input in offset binary with its padding laid out (pad_value ^ 0x80): a kernel row of a
+  // receptive field is then KW * C contiguous bytes.
+  const int64_t HP = g.h + 2 * g.ph, WP = g.w + 2 * g.pw, row_bytes = WP * C;
+  ScratchBuffer<uint8_t> xp(static_cast<size_t>(g.n * HP * row_bytes));
+  parallel_for(g.n * HP, nt, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / HP, h = r % HP - g.ph;
+      uint8_t* dst = xp.data() + r * row_bytes;
+      if (h < 0 || h >= g.h) {
+        std::memset(dst, pad_byte, static_cast<size_t>(row_bytes));
+        continue;
+      }
+      std::memset(dst, pad_byte, static_cast<size_t>(g.pw * C));
+      xor_copy(dst + g.pw * C, x + (n * g.h + h) * g.w * C, g.w * C);
+      std::memset(dst + (g.pw + g.w) * C, pad_byte, static_cast<size_t>(g.pw * C));
+    }
+  });
+
   int64_t rows = std::clamp<int64_t>(kChunkBytes / (kp * OW), 1, OH);
   if (g.n < nt) {
     const int64_t want = (nt + g.n - 1) / g.n;
     rows = std::min(rows, std::max<int64_t>(1, (OH + want - 1) / want));
   }
-  const int64_t nchunks = (OH + rows - 1) / rows;
+  const int64_t nchunks = (OH + rows - 1) / rows, tap_row = g.kw * C;
   parallel_for(g.n * nchunks, nt, 1, [&](int64_t begin, int64_t end) {
     ScratchBuffer<uint8_t> xc(static_cast<size_t>(rows * OW * kp));
     for (int64_t item = begin; item < end; ++item) {
@@ -54,18 +73,10 @@ void int8_conv2d(const int8_t* x, const int8_t* w, int8_t pad_value, const float
       uint8_t* dst = xc.data();
       for (int64_t oh = oh0; oh < oh1; ++oh)
         for (int64_t ow = 0; ow < OW; ++ow, dst += kp) {
-          uint8_t* tap = dst;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t h = oh * g.sh - g.ph + i;
-            for (int64_t j = 0; j < g.kw; ++j, tap += C) {
-              const int64_t v = ow * g.sw - g.pw + j;
-              if (h >= 0 && h < g.h && v >= 0 && v < g.w)
-                xor_copy(tap, x + ((n * g.h + h) * g.w + v) * C, C);
-              else
-                std::memset(tap, pad_byte, static_cast<size_t>(C));
-            }
-          }
-          std::memset(tap, 0, static_cast<size_t>(kp - K));
+          const uint8_t* src = xp.data() + ((n * HP + oh * g.sh) * WP + ow * g.sw) * C;
+          for (int64_t i = 0; i < g.kh; ++i)
+            std::memcpy(dst + i * tap_row, src + i * row_bytes, static_cast<size_t>(tap_row));
+          std::memset(dst + K, 0, static_cast<size_t>(kp - K));
         }
       avx2::sad_chunk(xc.data(), (oh1 - oh0) * OW, wp.data(), M, kp, multiplier, bias,
                       y + (n * OH + oh0) * OW * M, M);

@@ -1,7 +1,7 @@
-// Inner kernels of the optimized AdderNet path, one set per ISA. They work on one chunk of one
-// image that the drivers (train_f32.cpp, infer_int8.cpp) have packed: float columns
-// X[k, q] (k = (c*KH + i)*KW + j, q = output position in the chunk, row stride ldx % 8 == 0,
-// 32-byte aligned, padding columns finite), int8 rows in offset binary (byte ^ 0x80).
+// Inner kernels of the optimized AdderNet path (train_f32_avx2.cpp, infer_int8_avx2.cpp). They
+// work on a chunk the drivers (train_f32.cpp, infer_int8.cpp) have packed: float columns X[k, q]
+// (k = (c*KH + i)*KW + j, q = output position in the chunk, row stride ldx % 8 == 0, 32-byte
+// aligned, padding columns finite), int8 rows in offset binary (byte ^ 0x80).
 #pragma once
 #include <cstdint>
 

@@ -13,13 +13,6 @@
 namespace onebit::adder::avx2 {
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Stores the first `n` (1..8) lanes of v to dst.
 inline void store_partial(float* dst, __m256 v, int64_t n) {
   if (n >= 8) {
@@ -143,54 +136,18 @@ void dw_tile(const float* G, int64_t ldg, const float* XT, int64_t ldxt, int64_t
     for (int v = 0; v < NV; ++v) add_partial(DW + t * lddw + 8 * v, acc[t][v], nk - 8 * v);
 }
 
-template <int MP, int MT>
-void sad_tile(const uint8_t* X, const uint8_t* W, int64_t kp, const float* mult, const float* bias,
-              float* Y, int64_t ldy) {
-  __m256i acc[MP][MT];
-#pragma GCC unroll 4
-  for (int i = 0; i < MP; ++i)
-#pragma GCC unroll 4
-    for (int t = 0; t < MT; ++t) acc[i][t] = _mm256_setzero_si256();
-  for (int64_t b = 0; b < kp; b += 32) {
-    __m256i xv[MP];
-#pragma GCC unroll 4
-    for (int i = 0; i < MP; ++i)
-      xv[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(X + i * kp + b));
-#pragma GCC unroll 4
-    for (int t = 0; t < MT; ++t) {
-      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(W + t * kp + b));
-#pragma GCC unroll 4
-      for (int i = 0; i < MP; ++i)
-        acc[i][t] = _mm256_add_epi64(acc[i][t], _mm256_sad_epu8(xv[i], wv));
-    }
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < MP; ++i)
-#pragma GCC unroll 4
-    for (int t = 0; t < MT; ++t) {
-      __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc[i][t]),
-                                _mm256_extracti128_si256(acc[i][t], 1));
-      s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
-      const float sad = static_cast<float>(_mm_cvtsi128_si64(s));
-      Y[i * ldy + t] = std::fma(-sad, mult[t], bias[t]);
-    }
-}
-
 using FwdTile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t,
                          int64_t, bool);
 using DxTile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, const float*,
                         int64_t, float*, int64_t, bool);
 using DwTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t,
                         int64_t);
-using SadTile = void (*)(const uint8_t*, const uint8_t*, int64_t, const float*, const float*,
-                         float*, int64_t);
 
 constexpr int kFwdT = 4, kFwdV = 3;  // forward tile: filters x position vectors
 constexpr int64_t kFwdKBlock = 512;  // fan-in block: the tile's filter rows stay in L1
 constexpr int64_t kDxTBlock = 128;   // filter block of dX: its W and G lines stay in L1
 constexpr int kDxR = 4, kDxV = 2;    // dX tile: rows x position vectors
 constexpr int kDwT = 4, kDwV = 3;    // dW tile: filters x fan-in vectors
-constexpr int kSadP = 3, kSadT = 4;  // SAD tile: positions x filters
 
 const FwdTile kFwd[kFwdT][kFwdV] = {
     {fwd_tile<1, 1>, fwd_tile<1, 2>, fwd_tile<1, 3>},
@@ -205,10 +162,6 @@ const DwTile kDw[kDwT][kDwV] = {{dw_tile<1, 1>, dw_tile<1, 2>, dw_tile<1, 3>},
                                 {dw_tile<2, 1>, dw_tile<2, 2>, dw_tile<2, 3>},
                                 {dw_tile<3, 1>, dw_tile<3, 2>, dw_tile<3, 3>},
                                 {dw_tile<4, 1>, dw_tile<4, 2>, dw_tile<4, 3>}};
-const SadTile kSad[kSadP][kSadT] = {
-    {sad_tile<1, 1>, sad_tile<1, 2>, sad_tile<1, 3>, sad_tile<1, 4>},
-    {sad_tile<2, 1>, sad_tile<2, 2>, sad_tile<2, 3>, sad_tile<2, 4>},
-    {sad_tile<3, 1>, sad_tile<3, 2>, sad_tile<3, 3>, sad_tile<3, 4>}};
 
 // Transposes the 8x8 block src[i * lds + j] into dst[j * ldd + i].
 inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
@@ -281,18 +234,6 @@ void dw_chunk(const float* G, int64_t ldg, int64_t M, const float* XT, int64_t l
       const int64_t mt = std::min<int64_t>(kDwT, M - t0);
       kDw[mt - 1][nv - 1](G + t0 * ldg, ldg, XT + k0, ldxt, ncols, DW + t0 * lddw + k0, lddw,
                           nk - k0);
-    }
-  }
-}
-
-void sad_chunk(const uint8_t* Xc, int64_t np, const uint8_t* Wc, int64_t M, int64_t kp,
-               const float* mult, const float* bias, float* Y, int64_t ldy) {
-  for (int64_t t0 = 0; t0 < M; t0 += kSadT) {
-    const int64_t mt = std::min<int64_t>(kSadT, M - t0);
-    for (int64_t p0 = 0; p0 < np; p0 += kSadP) {
-      const int64_t mp = std::min<int64_t>(kSadP, np - p0);
-      kSad[mp - 1][mt - 1](Xc + p0 * kp, Wc + t0 * kp, kp, mult + t0, bias + t0,
-                           Y + p0 * ldy + t0, ldy);
     }
   }
 }

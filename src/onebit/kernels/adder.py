@@ -6,7 +6,7 @@ scale ``s`` shared by inputs and filters (``X ~ s * X_q``, ``F ~ s * F_q``, int8
 exact up to that scale: ``|X - F| ~ s * |X_q - F_q|``. The kernel computes, per output position and
 filter, the exact integer ``sad = sum_{i,j,c} |X_q - F_q|`` with (V)PSADBW (both operands XORed
 with 0x80 so that unsigned |a - b| equals the signed one; 32 differences per AVX2 instruction,
-register-blocked 3 positions x 4 filters) and writes ``fma(-sad, multiplier[t], bias[t])`` in
+register-blocked 2 positions x 4 filters) and writes ``fma(-sad, multiplier[t], bias[t])`` in
 float32. ``multiplier = s`` gives ``-sum |X - F|``; a BatchNorm folds into ``multiplier`` and
 ``bias`` (see :func:`onebit.ops.quantize_adder_layer`, which also calibrates ``s``).
 
