@@ -59,6 +59,12 @@ def test_bad_names_and_overrides(capsys, recipe, override, words):
     one_line_error(capsys, ["train", "--config", str(recipe), override], *words)
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_gpu_requested_without_gpu(capsys, recipe):
+    one_line_error(capsys, ["train", "--config", str(recipe), "--accelerator", "gpu"],
+                   "no CUDA GPU", "--accelerator cpu")
+
+
 def test_missing_or_unusable_config(capsys, tmp_path, recipe):
     one_line_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml")], "not found", "configs")
     one_line_error(capsys, ["train"], "--config")

@@ -100,6 +100,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.devices is not None:
         overrides.append(f"trainer.devices={args.devices}")
     resume = args.resume
+    if isinstance(resume, str) and "=" in resume and not Path(resume).is_dir():
+        overrides.append(resume)  # `--resume key=value`: an override after a bare --resume
+        resume = True
     if args.config is None:
         if not isinstance(resume, str):
             raise ConfigError("give a recipe with --config configs/<recipe>.yaml (or --resume RUN_DIR "

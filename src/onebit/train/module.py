@@ -185,8 +185,9 @@ class OnebitModule(L.LightningModule):
         if not self._signs:
             return
         self.last_flip_ratio = flip_ratio(self._signs, self.binary_signs())
-        # identical on every rank (DDP keeps the weights equal)
-        self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, rank_zero_only=True)
+        # identical on every rank (DDP keeps the weights equal); the mean over ranks is the value
+        sync = self.trainer.world_size > 1
+        self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, sync_dist=sync)
 
     # ------------------------------------------------------------------ time, RNG, checkpoints
     def elapsed_train_s(self) -> float:
