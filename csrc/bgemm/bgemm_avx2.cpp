@@ -126,10 +126,48 @@ void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int6
   }
 }
 
-const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain, tile_short<3, 4>,
-                                     row_popcounts_popcnt};
+// Plain rows read in place: four rows of B at a time (they stay in L1 while every row of A passes
+// over them), XOR + POPCNT per 64 bits.
+void direct_popcnt(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw, int32_t* c,
+                   int64_t ldc) {
+  const int64_t q = kw / 2;  // whole 64-bit words; an odd last 32-bit word follows
+  for (int64_t j0 = 0; j0 < n; j0 += 4) {
+    const int64_t nj = n - j0 < 4 ? n - j0 : 4;
+    const uint32_t* bj[4];
+    for (int64_t j = 0; j < 4; ++j) bj[j] = b + (j0 + (j < nj ? j : 0)) * kw;
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t* ai = a + i * kw;
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (int64_t w = 0; w < q; ++w) {
+        uint64_t av, v0, v1, v2, v3;
+        std::memcpy(&av, ai + 2 * w, 8);
+        std::memcpy(&v0, bj[0] + 2 * w, 8);
+        std::memcpy(&v1, bj[1] + 2 * w, 8);
+        std::memcpy(&v2, bj[2] + 2 * w, 8);
+        std::memcpy(&v3, bj[3] + 2 * w, 8);
+        s0 += _mm_popcnt_u64(av ^ v0);
+        s1 += _mm_popcnt_u64(av ^ v1);
+        s2 += _mm_popcnt_u64(av ^ v2);
+        s3 += _mm_popcnt_u64(av ^ v3);
+      }
+      if (kw % 2) {
+        const uint32_t av = ai[kw - 1];
+        s0 += _mm_popcnt_u32(av ^ bj[0][kw - 1]);
+        s1 += _mm_popcnt_u32(av ^ bj[1][kw - 1]);
+        s2 += _mm_popcnt_u32(av ^ bj[2][kw - 1]);
+        s3 += _mm_popcnt_u32(av ^ bj[3][kw - 1]);
+      }
+      const uint64_t s[4] = {s0, s1, s2, s3};
+      for (int64_t j = 0; j < nj; ++j) c[i * ldc + j0 + j] = static_cast<int32_t>(s[j]);
+    }
+  }
+}
 
-const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt};
+const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain, tile_short<3, 4>,
+                                     row_popcounts_popcnt, direct_popcnt};
+
+const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt,
+                                direct_popcnt};
 
 }  // namespace
 

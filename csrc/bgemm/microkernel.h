@@ -24,6 +24,11 @@ struct PopcountKernel {
   // out[r] = popcount of row r of a plain [rows, words_per_row] word matrix (the zero-padding
   // correction counts the bits of every weight tap with it).
   void (*row_popcounts)(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out);
+  // Optional (nullptr where absent): c[i * ldc + j] = popcount(a row i XOR b row j) for i < m,
+  // j < n, reading plain rows of kw words in place, without panels. For GEMMs with very few rows
+  // of A, where packing B would cost more than the product.
+  void (*direct)(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw, int32_t* c,
+                 int64_t ldc);
 };
 
 // The kernel of an ISA for rows of kw words, or nullptr where that ISA has none here (the

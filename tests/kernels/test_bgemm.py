@@ -62,3 +62,16 @@ def test_optimized_variants_equal_reference_bit_for_bit() -> None:
         with K.use_isa(isa):
             got = K.bgemm(pa, pb, 517, output="float", multiplier=mult, bias=bias, num_threads=2)
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("isa", all_isas())
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5])
+def test_few_rows_of_a(isa: str, m: int) -> None:
+    """Batch-1 dense layers (at most 4 rows of A) read B in place: same results, every output kind."""
+    _, a, b, acc = _operands(m, m, 133, 1000)
+    thr = np.arange(-66, 67).astype(np.float32)
+    with K.use_isa(isa):
+        out = K.bgemm(np_pack(a), np_pack(b), 1000, num_threads=2)
+        bits = K.bgemm(np_pack(a), np_pack(b), 1000, output="bits", thresholds=thr)
+    np.testing.assert_array_equal(out, acc)
+    np.testing.assert_array_equal(bits, np_pack(np.where(acc < thr, -1.0, 1.0)))
