@@ -19,6 +19,10 @@ tensor: the kernels read padded taps as +1 and subtract, per border position and
 those taps added (the correction of Larq Compute Engine's design). Padding with +1 or -1 is exact
 as well. The compiled kernels run the best ISA of this CPU (see :func:`onebit.kernels.active_isa`)
 on ``num_threads`` threads and release the GIL; calls from several threads at once are safe.
+
+References: the XNOR-popcount dot product and the K map of XNOR-Net (Rastegari et al., ECCV 2016,
+arXiv:1603.05279); BNN (Courbariaux, Hubara et al., 2016, arXiv:1602.02830); the AVX2 nibble-table
+popcount (Mula, Kurz, Lemire, "Faster population counts using AVX2 instructions", 2018).
 """
 
 from __future__ import annotations
