@@ -113,7 +113,9 @@ def test_train_eval_print_config_and_resume_rules(capsys, tmp_path, recipe):
                             "--resume"], "differs", "optim.lr")
     # resuming a finished run changes nothing
     assert main(["train", "--resume", str(run)]) == 0
-    assert json.loads((run / "results.json").read_text())["steps"] == 2
+    again = json.loads((run / "results.json").read_text())
+    assert again["steps"] == 2 and again["final_weight_digest"] == results["final_weight_digest"]
+    assert (run / "metrics.csv").is_file() and not list(run.glob("metrics.part*"))
 
 
 def test_summary_and_list(capsys):

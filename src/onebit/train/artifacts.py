@@ -142,7 +142,8 @@ def merge_metrics(stage_dir: Path) -> None:
     (step, epoch) with the latest value of each metric (steps replayed after a resume override
     the lost ones)."""
     files = _metric_files(stage_dir)
-    if len(files) <= 1:
+    current = stage_dir / "metrics.csv"
+    if not files or files == [current]:
         return
     rows: dict[tuple[str, str], dict[str, str]] = {}
     fields: list[str] = []
@@ -162,9 +163,10 @@ def merge_metrics(stage_dir: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(r for _, r in ordered)
-    os.replace(tmp, stage_dir / "metrics.csv")
-    for path in files[:-1]:
-        path.unlink()
+    os.replace(tmp, current)
+    for path in files:
+        if path != current:
+            path.unlink()
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:

@@ -359,7 +359,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         extra = {"epochs_completed": int(trainer.current_epoch), "batches_per_epoch": per_epoch,
                  "val_acc": metrics.get("val_acc"), "val_loss": metrics.get("val_loss"),
-                 "train_acc_last_epoch": metrics.get("train_acc_epoch"),
+                 "train_acc_last_epoch": metrics.get("train_acc"),
                  "flip_ratio_last_epoch": module.last_flip_ratio,
                  "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
                  "precision": str(trainer.precision)}
