@@ -50,7 +50,7 @@ def xnor_k_map(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
 class BinaryArgs:
     """Kernel arguments of one bconv2d / blinear node, prepared once at load time (read-only)."""
 
-    weight_bits: np.ndarray
+    weight_bits: Any  # packed uint32 filters; for a conv, kernels.PreparedConvWeight
     n: int  # in_channels (conv) or in_features (dense)
     output: str
     transform: dict[str, Any]
@@ -72,9 +72,13 @@ class BinaryArgs:
             conv = {"kernel": tuple(attrs["kernel"]), "stride": tuple(attrs["stride"]),
                     "padding": tuple(attrs["padding"]), "pad_value": float(attrs["pad_value"]),
                     "xnor_k": attrs["xnor_k"]}
-        n = attrs["in_channels"] if "in_channels" in attrs else attrs["in_features"]
-        return cls(np.ascontiguousarray(tensors["weight_bits"]), n, attrs["output"], transform,
-                   **conv)
+        bits = np.ascontiguousarray(tensors["weight_bits"])
+        if conv:  # filters laid out for the active kernel once, not on every call
+            n = attrs["in_channels"]
+            bits = kernels.prepare_conv_weight(bits, in_channels=n)
+        else:
+            n = attrs["in_features"]
+        return cls(bits, n, attrs["output"], transform, **conv)
 
 
 def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
