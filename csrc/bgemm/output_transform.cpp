@@ -86,9 +86,10 @@ void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_
           row_fn(acc + i * ld + j0, n, t.row_scale ? t.row_scale[r] : 1.0f, m ? m + j0 : nullptr,
                  b ? b + j0 : nullptr, v);
           if (flip) {
-            for (int64_t j = 0; j < n; ++j) {
+            for (int64_t j = 0; j < n; ++j) {  // branch-free: lt, or gt where flip is set
               const uint8_t lt = v[j] < th[j0 + j], gt = v[j] > th[j0 + j];
-              f[j] = flip[j0 + j] ? gt : lt;
+              const uint8_t fl = flip[j0 + j] != 0;
+              f[j] = static_cast<uint8_t>(lt ^ (fl & (lt ^ gt)));
             }
           } else {
             for (int64_t j = 0; j < n; ++j) f[j] = v[j] < th[j0 + j];
