@@ -137,3 +137,20 @@ def test_bits_values_never_leave_the_model(saved):
     kinds = [infos[n.output].kind for n in graph.nodes]
     assert "bits" in kinds  # the two binary convs hand over packed bits
     assert infos[graph.output].kind == "float"
+
+
+def test_elementwise_ops_never_touch_the_callers_input():
+    """Elementwise ops may overwrite the call's own temporaries, never the input array."""
+    graph = rt.Graph(
+        nodes=[rt.Node("relu", ["input"], "a"), rt.Node("hardtanh", ["a"], "b",
+                                                        {"min_val": -0.5, "max_val": 0.5}),
+               rt.Node("add", ["b", "input"], "c")],
+        tensors={}, input_shape=(6,), output="c")
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(2, 6)
+    before = x.copy()
+    out = rt.Model(graph)(x)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(out, np.clip(np.maximum(before, 0), -0.5, 0.5) + before)
+    # the output value may also feed a later node: that node must not overwrite it
+    graph.nodes.append(rt.Node("relu", ["c"], "d"))
+    np.testing.assert_array_equal(rt.Model(graph)(x), out)

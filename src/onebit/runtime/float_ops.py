@@ -117,8 +117,15 @@ def conv2d(x: np.ndarray, wmat: np.ndarray, bias: np.ndarray | None, kernel: tup
         k = kh * kw * cg
         for i, r0, r1 in _row_chunks(n, ho, wo * k):
             cols = view[i, r0:r1].reshape(-1, k)
-            out[i, r0:r1, :, g * o_g:(g + 1) * o_g] = (cols @ wmat[g]).reshape(r1 - r0, wo, o_g)
-    if bias is not None:
+            if groups == 1:  # the product goes straight into the output, bias added in cache
+                rows = out[i, r0:r1].reshape(-1, o_g)
+                np.matmul(cols, wmat[0], out=rows)
+                if bias is not None:
+                    rows += bias
+            else:
+                out[i, r0:r1, :, g * o_g:(g + 1) * o_g] = (cols @ wmat[g]).reshape(r1 - r0, wo,
+                                                                                  o_g)
+    if bias is not None and groups > 1:
         out += bias
     return out
 

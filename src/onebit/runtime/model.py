@@ -1,8 +1,9 @@
 """The executor: a validated :class:`~onebit.runtime.graph.Graph` compiled into NumPy/kernel calls.
 
-``Model`` prepares every op once (weight matrices for im2col, packed weights as they are) and
+``Model`` prepares every op once (weight matrices for im2col, binary filters for the kernels) and
 keeps only read-only state, so ``model(x)`` may run from several threads at once: each call keeps
-its activations in its own local dict and frees each value after its last use.
+its activations in its own local dict, frees each value after its last use, and lets elementwise
+ops (add, relu, clip, BatchNorm) overwrite an activation of its own at that last use.
 """
 
 from __future__ import annotations
@@ -39,9 +40,28 @@ def _float_weight(graph: Graph, node: Node, nbits: int) -> np.ndarray:
     return np.moveaxis(signs, -1, 1) if signs.ndim == 4 else signs  # -> [O, C, (kh, kw)]
 
 
-def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo]) -> _Op:
+def _inplace(op: str, a: dict[str, Any], tensors: dict[str, np.ndarray], r: int) -> _Op | None:
+    """Elementwise ops that may overwrite input ``r`` (a temporary at its last use)."""
+    if op == "add":
+        return lambda xs, nt: np.add(xs[r], xs[1 - r], out=xs[r])
+    if op == "relu":
+        return lambda xs, nt: np.maximum(xs[0], np.float32(0), out=xs[0])
+    if op == "hardtanh":
+        lo, hi = np.float32(a["min_val"]), np.float32(a["max_val"])
+        return lambda xs, nt: np.clip(xs[0], lo, hi, out=xs[0])
+    if op == "channel_affine":
+        scale, shift = tensors["scale"], tensors["shift"]
+        return lambda xs, nt: np.add(np.multiply(xs[0], scale, out=xs[0]), shift, out=xs[0])
+    return None
+
+
+def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int | None) -> _Op:
     a, op = node.attrs, node.op
     tensors = {role: graph.tensors[key] for role, key in node.tensors.items()}
+    if reuse is not None:
+        fn = _inplace(op, a, tensors, reuse)
+        if fn is not None:
+            return fn
     bias = tensors.get("bias")
     if op == "conv2d":
         groups = a["groups"]
@@ -131,12 +151,18 @@ class Model:
         self.infos = graph.validate()
         self.graph = graph
         self.num_threads = num_threads
-        self._steps = [(_compile(graph, n, self.infos), list(n.inputs), n.output)
-                       for n in graph.nodes]
         last_use: dict[str, int] = {}
         for i, node in enumerate(graph.nodes):
             for name in node.inputs:
                 last_use[name] = i
+        # values each call allocates afresh (not the caller's input, not flatten's possible view)
+        # and that nothing reads later (not the graph's output)
+        owned = {n.output for n in graph.nodes if n.op != "flatten"} - {graph.output}
+        reuse = [next((j for j, name in enumerate(n.inputs)
+                       if name in owned and last_use[name] == i), None)
+                 for i, n in enumerate(graph.nodes)]
+        self._steps = [(_compile(graph, n, self.infos, r), list(n.inputs), n.output)
+                       for n, r in zip(graph.nodes, reuse)]
         self._free = [[name for name in node.inputs if last_use[name] == i and name != graph.output]
                       for i, node in enumerate(graph.nodes)]
 
