@@ -34,16 +34,51 @@ __all__ = ["adder_conv2d_f32", "adder_int8", "adder_output_shape"]
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    """An int or an (h, w) pair of ints >= minimum (fast path for plain ints: layers call this
+    on every inference)."""
+    if type(value) is int:
+        pair = (value, value)
+    elif type(value) in (tuple, list) and len(value) == 2 and all(type(v) is int for v in value):
+        pair = (value[0], value[1])
+    elif isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
         return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
-    v = require_int(value, name, minimum)
-    return v, v
+    else:
+        v = require_int(value, name, minimum)
+        return v, v
+    if pair[0] < minimum or pair[1] < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _out_hw(h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> tuple[int, int]:
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        raise ValueError(f"the {h}x{w} input padded by ({ph}, {pw}) is too small for the "
+                         f"{kh}x{kw} kernel; use a larger input or more padding")
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def _threads(num_threads: Any) -> int:
+    if type(num_threads) is int and num_threads >= 1:
+        return num_threads
+    return resolve_threads(num_threads)
+
+
+_BROADCAST_CACHE: dict[tuple[float, int], np.ndarray] = {}
 
 
 def _channel_vector(value: Any, name: str, length: int) -> np.ndarray:
     """A number (broadcast) or ``[length]`` numbers as a contiguous float32 vector."""
+    if type(value) in (int, float):
+        key = (float(value), length)
+        vec = _BROADCAST_CACHE.get(key)
+        if vec is None:  # read-only and reused: a layer passes the same scalar on every call
+            vec = np.full(length, value, dtype=np.float32)
+            vec.flags.writeable = False
+            if len(_BROADCAST_CACHE) < 256:
+                _BROADCAST_CACHE[key] = vec
+        return vec
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -62,12 +97,8 @@ def adder_output_shape(in_hw: Sequence[int], kernel_hw: Sequence[int], stride: A
     fit the padded input."""
     sh, sw = _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
-    h, w = int(in_hw[0]), int(in_hw[1])
-    kh, kw = int(kernel_hw[0]), int(kernel_hw[1])
-    if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ValueError(f"the {h}x{w} input padded by ({ph}, {pw}) is too small for the "
-                         f"{kh}x{kw} kernel; use a larger input or more padding")
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    return _out_hw(int(in_hw[0]), int(in_hw[1]), int(kernel_hw[0]), int(kernel_hw[1]), sh, sw, ph,
+                   pw)
 
 
 def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: Any = 0,
@@ -93,18 +124,17 @@ def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: An
                          f"(NHWC), got {w.shape}; transpose NCHW filters with w.transpose(0, 2, 3, 1)")
     sh, sw = _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
-    pad = require_int(pad_value_q, "pad_value_q", -128)
-    if pad > 127:
+    pad = pad_value_q if type(pad_value_q) is int else require_int(pad_value_q, "pad_value_q", -128)
+    if not -128 <= pad <= 127:
         raise ValueError(f"pad_value_q must be an int8 value in [-128, 127], got {pad}")
     cout = w.shape[0]
-    oh, ow = adder_output_shape(x.shape[1:3], w.shape[1:3], (sh, sw), (ph, pw))
+    oh, ow = _out_hw(x.shape[1], x.shape[2], w.shape[1], w.shape[2], sh, sw, ph, pw)
     if multiplier is None:
         raise ValueError("multiplier must be a number or a [C_out] array (the shared scale s)")
     mult = _channel_vector(multiplier, "multiplier", cout)
     b = _channel_vector(0.0 if bias is None else bias, "bias", cout)
     out = np.empty((x.shape[0], oh, ow, cout), dtype=np.float32)
-    _kernels.adder_int8_conv2d(x, w, pad, mult, b, out, sh, sw, ph, pw,
-                               resolve_threads(num_threads))
+    _kernels.adder_int8_conv2d(x, w, pad, mult, b, out, sh, sw, ph, pw, _threads(num_threads))
     return out
 
 
@@ -122,7 +152,7 @@ def adder_conv2d_f32(x: np.ndarray, weight: np.ndarray, *, stride: Any = 1, padd
                          f"x (NCHW), got {wa.shape}")
     sh, sw = _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
-    oh, ow = adder_output_shape(xa.shape[2:], wa.shape[2:], (sh, sw), (ph, pw))
+    oh, ow = _out_hw(xa.shape[2], xa.shape[3], wa.shape[2], wa.shape[3], sh, sw, ph, pw)
     out = np.empty((xa.shape[0], wa.shape[0], oh, ow), dtype=np.float32)
-    _kernels.adder_conv2d_forward(xa, wa, out, sh, sw, ph, pw, resolve_threads(num_threads))
+    _kernels.adder_conv2d_forward(xa, wa, out, sh, sw, ph, pw, _threads(num_threads))
     return out

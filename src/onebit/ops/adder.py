@@ -12,10 +12,15 @@ Chen et al., "AdderNet: Do We Really Need Multiplications in Deep Learning?", CV
 * adaptive learning rate (optional, ``eta``): ``dF *= eta * sqrt(numel(F)) / ||dF||_2``.
 
 The kernels never build the ``C_out x (C*kh*kw) x (N*H_out*W_out)`` difference tensor: each
-thread packs a few output rows of one image at a time (about 512 positions). They run on
-``torch.get_num_threads()`` threads, so a torch program is not oversubscribed. Results equal the
-unfold formulation up to float32 rounding: for ``n`` summed terms the error is at most
-``n * 2^-24`` times the sum of the terms' magnitudes (the tests check exactly this bound).
+thread packs a chunk of output positions at a time (a few rows of one image or a few small
+images, sized from the layer). The forward splits positions among threads, the backward input
+channels, so every sum runs in the same order whatever the thread count (bit-identical results).
+They run on ``torch.get_num_threads()`` threads, so a torch program is not oversubscribed.
+
+Results equal the unfold formulation up to float32 rounding: an output summing ``n`` terms is
+within ``(n + 8) * 2^-24`` times the sum of the terms' magnitudes (the tests check this bound).
+The filter gradient is computed as ``G X^T - F * sum(G)`` (exact algebra, one FMA per term), so
+its terms are ``X * G`` and ``F * sum(G)``.
 """
 
 from __future__ import annotations
