@@ -84,7 +84,7 @@ void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row
 
 const PopcountKernel kKernel = {"avx512-vpopcntdq-4x4", kMR, kNR, 8, 4, pack_row_plain,
                                 tile_avx512<kMR, kNR>, row_popcounts_popcnt,
-                                nullptr};
+                                direct_popcnt_x86};
 
 }  // namespace
 

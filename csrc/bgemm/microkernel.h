@@ -41,6 +41,10 @@ const PopcountKernel& popcount_kernel_avx2();
 // POPCNT, where a vector tile would spend most of its time on setup and reductions.
 const PopcountKernel& popcount_kernel_avx2_short();
 constexpr int64_t kAvx2ShortMaxWords = 4;
+// The direct (panel-free) path of the AVX2 kernels, XOR + POPCNT on plain rows (also used by
+// the AVX-512 kernel table: every AVX-512 CPU has POPCNT).
+void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw,
+                       int32_t* c, int64_t ldc);
 const PopcountKernel& popcount_kernel_avx512();
 #endif
 #if defined(ONEBIT_ARM64)
