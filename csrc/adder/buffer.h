@@ -23,5 +23,4 @@ class ScratchBuffer {
   T* data_ = nullptr;
 };
 
-
 }  // namespace onebit::adder

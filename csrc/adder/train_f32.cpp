@@ -1,6 +1,7 @@
-// Driver of the AdderNet float training op: packs about 512 output positions at a time (a few
-// output rows of one image, or several whole small images) as im2col rows k = (c*KH + i)*KW + j
-// (zero padding as AdderNet's), runs the ISA's chunk kernels and scatters dX back (col2im).
+// Driver of the AdderNet float training op: packs a chunk of output positions at a time (a few
+// output rows of one image, or several whole small images; at most 512) as im2col rows
+// k = (c*KH + i)*KW + j (zero padding as AdderNet's), runs the ISA's chunk kernels and scatters
+// dX back (col2im).
 // The forward splits output positions among threads, the backward input channels (each thread
 // owns its dX planes and dF columns: no reduction across threads). Memory: a few packed chunks
 // per thread, sized from the layer (chunk_cols), never the C_out x K x (N*OH*OW) tensor.
