@@ -13,10 +13,11 @@ Training (batch 32 for the CIFAR ResNet-20 shapes, 8 for the ImageNet ResNet-18 
                  (N*H_out*W_out) difference tensor (onebit.nn.functional.adder_conv2d_reference);
                  skipped when that tensor alone would exceed --mem-cap-gb,
   * ``onebit``   onebit.ops.adder_conv2d (C++ forward/backward, the paper's gradients).
-Peak extra memory is the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
-minus the resident set before the step, with glibc told to return freed blocks (it is re-run with
-MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ set): it counts torch tensors and the C++ scratch
-alike. Inputs and weights exist before; outputs and gradients count.
+Peak extra memory is the peak resident set (VmHWM, reset through /proc/self/clear_refs) minus the
+resident set before the step, measured after a warm-up step in a child process where glibc
+returns freed blocks to the system at once (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_): it
+counts torch tensors and the C++ scratch alike. Inputs and weights exist before; the output and
+the gradients count.
 
 Inference (batch 1, 1 thread): conv2d float32, onebit's float adder forward and the int8 adder
 (``onebit.kernels.adder_int8``, input already int8 NHWC, output float32 NHWC with the scale
@@ -40,21 +41,23 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import onebit.kernels as K
+from onebit.nn.functional import adder_conv2d_reference
+from onebit.ops import adder_conv2d, calibrate_adder_scale, quantize_adder_input
+
+# Peak memory is measured in a child process in which glibc returns every freed block to the
+# system at once (so the resident set follows what is live); timings run in this process with
+# the allocator's defaults.
 _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-if any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items()):  # measure RSS honestly
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC_ENV})
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import onebit.kernels as K  # noqa: E402
-from onebit.nn.functional import adder_conv2d_reference  # noqa: E402
-from onebit.ops import adder_conv2d, calibrate_adder_scale, quantize_adder_input  # noqa: E402
 
 # (name, H=W, C_in, C_out, kernel, stride, training batch)
 SHAPES = [
@@ -113,7 +116,9 @@ def interleaved_medians(fns: dict, repeats: int, budget_s: float = 30.0) -> dict
     return {k: (statistics.median(wall[k]) * 1e3, statistics.median(cpu[k]) * 1e3) for k in fns}
 
 
-def training_row(name, hw, cin, cout, k, stride, batch, repeats, cap_gb) -> dict:
+def _setup(name: str):
+    """Tensors and implementations of one layer (identical in the parent and the child)."""
+    _, hw, cin, cout, k, stride, batch = next(sh for sh in SHAPES if sh[0] == name)
     pad = k // 2
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cin, hw, hw, generator=gen)
@@ -121,36 +126,64 @@ def training_row(name, hw, cin, cout, k, stride, batch, repeats, cap_gb) -> dict
     ho = (hw + 2 * pad - k) // stride + 1
     g = torch.randn(batch, cout, ho, ho, generator=gen)
     diff_gb = cout * cin * k * k * batch * ho * ho * 4 / 2**30
-    row = {"layer": name, "batch": batch, "unfold_diff_tensor_gb": round(diff_gb, 3)}
-
-    def fwd_and_step(fn):
-        xr = x.clone().requires_grad_(True)
-        wr = w.clone().requires_grad_(True)
-
-        def fwd():
-            with torch.no_grad():
-                fn(xr, wr)
-
-        def reset():
-            xr.grad = wr.grad = None
-
-        def step():
-            reset()
-            fn(xr, wr).backward(g)
-
-        return fwd, step, reset
-
     impls = {
         "conv": lambda a, b: F.conv2d(a, b, stride=stride, padding=pad),
         "onebit": lambda a, b: adder_conv2d(a, b, stride, pad),
+        "unfold": lambda a, b: adder_conv2d_reference(a, b, stride, pad, None),
     }
-    if diff_gb <= cap_gb:
-        impls["unfold"] = lambda a, b: adder_conv2d_reference(a, b, stride, pad, None)
-    else:
-        row["unfold_skipped"] = f"difference tensor {diff_gb:.1f} GB > cap {cap_gb} GB"
-    fwds, steps, resets = {}, {}, {}
+    return x, w, g, impls, diff_gb
+
+
+def _step_fns(x, w, g, fn):
+    xr = x.clone().requires_grad_(True)
+    wr = w.clone().requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            fn(xr, wr)
+
+    def reset():
+        xr.grad = wr.grad = None
+
+    def step():
+        reset()
+        fn(xr, wr).backward(g)
+
+    return fwd, step, reset
+
+
+def memory_child(name: str, cap_gb: float) -> dict:
+    """Peak extra memory of one training step per implementation (run with _MALLOC_ENV)."""
+    x, w, g, impls, diff_gb = _setup(name)
+    out = {}
     for key, fn in impls.items():
-        fwds[key], steps[key], resets[key] = fwd_and_step(fn)
+        if key == "unfold" and diff_gb > cap_gb:
+            continue
+        _, step, reset = _step_fns(x, w, g, fn)
+        step()  # warm-up: one-time allocations (thread pools, caches) are not the step's
+        out[f"{key}_step_peak_mb"] = peak_extra_mb(step, reset)
+        reset()
+    return out
+
+
+def _memory_in_child(name: str, cap_gb: float) -> dict:
+    env = {**os.environ, **_MALLOC_ENV, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", name,
+           "--mem-cap-gb", str(cap_gb), "--threads", str(torch.get_num_threads())]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def training_row(name, batch, repeats, cap_gb) -> dict:
+    x, w, g, impls, diff_gb = _setup(name)
+    stride, pad = next((sh[5], sh[4] // 2) for sh in SHAPES if sh[0] == name)
+    row = {"layer": name, "batch": batch, "unfold_diff_tensor_gb": round(diff_gb, 3)}
+    if diff_gb > cap_gb:
+        del impls["unfold"]
+        row["unfold_skipped"] = f"difference tensor {diff_gb:.1f} GB > cap {cap_gb} GB"
+    fwds, steps = {}, {}
+    for key, fn in impls.items():
+        fwds[key], steps[key], _ = _step_fns(x, w, g, fn)
     for kind, fns in (("fwd", fwds), ("step", steps)):
         fast = {k: f for k, f in fns.items() if k != "unfold"}
         timed = interleaved_medians(fast, repeats)
@@ -159,9 +192,7 @@ def training_row(name, hw, cin, cout, k, stride, batch, repeats, cap_gb) -> dict
         for key, (wall_ms, cpu_ms) in timed.items():
             row[f"{key}_{kind}_ms"] = wall_ms
             row[f"{key}_{kind}_cpu_ms"] = cpu_ms
-    for key, step in steps.items():
-        row[f"{key}_step_peak_mb"] = peak_extra_mb(step, resets[key])
-        resets[key]()
+    row.update(_memory_in_child(name, cap_gb))
     # One thread: process CPU time (robust to other processes on a shared machine); more threads:
     # wall time (CPU time would count threads that spin while they wait).
     clock = "_cpu_ms" if torch.get_num_threads() == 1 else "_ms"
@@ -230,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-inference", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_child is not None:  # internal: peak memory of one layer, printed as JSON
+        torch.set_num_threads(args.threads)
+        print(json.dumps(memory_child(args.memory_child, args.mem_cap_gb)))
+        return 0
     shapes = [s for s in SHAPES if args.only is None or args.only in s[0]]
 
     result = {
@@ -251,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(head)
         print("-" * len(head))
         for name, hw, cin, cout, k, s, batch in shapes:
-            r = training_row(name, hw, cin, cout, k, s, batch, args.repeats, args.mem_cap_gb)
+            r = training_row(name, batch, args.repeats, args.mem_cap_gb)
             result["training"].append(r)
             c = "_cpu_ms" if r["clock"] == "cpu" else "_ms"
             print(f"{name:28s} {batch:3d} | {r['conv_fwd' + c]:8.2f} {r['conv_step' + c]:8.2f} "
