@@ -254,3 +254,19 @@ def test_time_training_epoch_runs():
     assert result["seconds_per_epoch"] > 0 and result["final_loss"] == result["final_loss"]
     with pytest.raises(ValueError, match="too few"):
         time_training_epoch(create("lenet5_bn", in_channels=1), BatchLoader(images, labels, 24))
+
+
+def test_birealnet_downsampling_shortcut_stays_float_under_every_method():
+    """Bi-Real Net's downsampling shortcut (AvgPool -> 1x1 conv -> BN) is full precision."""
+    import onebit
+    from onebit.methods import get_method, list_methods
+    from onebit.nn import QuantConv2d
+
+    for name in list_methods():
+        model = onebit.binarize_(create("birealnet18", num_classes=10, in_channels=3),
+                                 get_method(name))
+        shortcut_convs = [m for n, m in model.named_modules()
+                          if ".shortcut." in n and isinstance(m, torch.nn.Conv2d)]
+        assert len(shortcut_convs) == 3  # one per downsampling stage
+        assert all(type(m) is torch.nn.Conv2d and not isinstance(m, QuantConv2d)
+                   for m in shortcut_convs), name

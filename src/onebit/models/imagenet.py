@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from onebit.methods import mark_float_
 from onebit.models.layers import (
     conv1x1,
     conv3x3,
@@ -30,7 +31,8 @@ class BiRealBlock(nn.Module):
     ``act`` is the activation a method binarises (``sign`` with ApproxSign's gradient in Bi-Real
     Net; ``nn.ReLU`` or ``nn.Hardtanh`` in the float model). ``shortcut`` is ``nn.Identity`` when
     the shape is kept, else ``AvgPool2d(2) -> Conv1x1 -> BatchNorm2d`` (the paper's downsampling
-    shortcut; the 1x1 convolution stays full precision).
+    shortcut; the 1x1 convolution is marked with :func:`onebit.methods.mark_float_`, so it stays
+    full precision under every method).
     Ref: Liu et al., "Bi-Real Net", ECCV 2018, Sec. 3.1 and Fig. 2.
     """
 
@@ -43,7 +45,7 @@ class BiRealBlock(nn.Module):
             # ceil_mode keeps odd sizes in step with the strided 3x3 conv (same result on even)
             pool: list[nn.Module] = ([nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False)]
                                      if stride != 1 else [])
-            self.shortcut: nn.Module = nn.Sequential(*pool, conv1x1(in_ch, out_ch),
+            self.shortcut: nn.Module = nn.Sequential(*pool, mark_float_(conv1x1(in_ch, out_ch)),
                                                      nn.BatchNorm2d(out_ch))
         else:
             self.shortcut = nn.Identity()
