@@ -5,6 +5,8 @@
 #   benchmarks/run_fmnist.sh                      # all recipes, full length
 #   benchmarks/run_fmnist.sh trainer.max_epochs=2 # any override is passed to every recipe
 #   RUNS=out/ benchmarks/run_fmnist.sh            # another output directory
+#   RECIPES="configs/a.yaml configs/b.yaml" benchmarks/run_fmnist.sh   # only these recipes
+#   LANES=2 benchmarks/run_fmnist.sh              # two recipes at a time, one thread each
 #
 # An interrupted run is continued (--resume) when the script is started again; finished runs are
 # skipped. Each recipe writes runs/<recipe>/ (see `onebit train --help`).
@@ -14,7 +16,23 @@ PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 RUNS=${RUNS:-runs}
 
-for recipe in configs/float_fmnist_cnn_fashion_mnist.yaml configs/*_fmnist_cnn_fashion_mnist.yaml; do
+if [ "${LANES:-1}" -gt 1 ]; then
+  # split the recipes over LANES background copies of this script, one torch thread each
+  mapfile -t all < <(ls configs/*_fmnist_cnn_fashion_mnist.yaml)
+  pids=()
+  for ((lane = 0; lane < LANES; lane++)); do
+    mine=()
+    for ((i = lane; i < ${#all[@]}; i += LANES)); do mine+=("${all[i]}"); done
+    RECIPES="${mine[*]}" LANES=1 NO_TABLE=1 "$0" trainer.threads=1 "$@" > "$RUNS.lane$lane.log" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  [ "$status" = 0 ] || { echo "a lane failed: see $RUNS.lane*.log" >&2; exit 1; }
+  exec "$PY" benchmarks/results.py "$RUNS"
+fi
+
+for recipe in ${RECIPES:-configs/float_fmnist_cnn_fashion_mnist.yaml configs/*_fmnist_cnn_fashion_mnist.yaml}; do
   name=$(basename "$recipe" .yaml)
   case " ${done_names:-} " in *" $name "*) continue ;; esac
   done_names="${done_names:-} $name"
@@ -28,4 +46,4 @@ for recipe in configs/float_fmnist_cnn_fashion_mnist.yaml configs/*_fmnist_cnn_f
   "$PY" -m onebit train --config "$recipe" --output "$RUNS" "${resume[@]}" "$@"
 done
 
-"$PY" benchmarks/results.py "$RUNS"
+[ -n "${NO_TABLE:-}" ] || "$PY" benchmarks/results.py "$RUNS"
