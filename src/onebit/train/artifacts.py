@@ -207,16 +207,21 @@ def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> bool:
         ("loss", ("train_loss_step", "train_loss_epoch", "val_loss")),
         ("accuracy", ("train_acc", "train_acc_epoch", "val_acc")),
         ("binary weight flip ratio per epoch", ("flip_ratio",)),
+        ("learning rate (first parameter group)", ("lr",)),
     ]
     panels = [(t, [k for k in keys if k in series]) for t, keys in panels]
     panels = [(t, keys) for t, keys in panels if keys]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (name, keys) in zip(axes[0], panels):
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, keys) in zip(axes.flat, panels):
         for key in keys:
             xs, ys = zip(*series[key])
-            style = "-" if key.endswith("_step") else "o-"
-            ax.plot(xs, ys, style, label=key, linewidth=1.0 if key.endswith("_step") else 1.6,
-                    markersize=3, alpha=0.6 if key.endswith("_step") else 1.0)
+            dense = key.endswith("_step") or key == "lr"
+            ax.plot(xs, ys, "-" if dense else "o-", label=key, linewidth=1.0 if dense else 1.6,
+                    markersize=3, alpha=0.6 if dense else 1.0)
         ax.set_xlabel("optimizer step")
         ax.set_title(name)
         ax.grid(alpha=0.3)

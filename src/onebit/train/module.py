@@ -141,6 +141,9 @@ class OnebitModule(L.LightningModule):
             self.log("train_reg", reg, on_step=False, on_epoch=True, sync_dist=sync)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=sync)
         self.log("train_acc", acc, on_step=False, on_epoch=True, prog_bar=True, sync_dist=sync)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
+                     on_epoch=False)
         return total
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
