@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 import onebit.kernels as K
 from _binary_helpers import random_pm1
@@ -57,3 +58,21 @@ def test_concurrent_callers_get_their_own_results() -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def _child_conv(seed: int) -> bytes:
+    xp, wp = _case(seed)
+    return K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=2).tobytes()
+
+
+def test_forked_child_can_use_the_thread_pool() -> None:
+    """A child forked after the pool started (DataLoader workers, multiprocessing) gets a new one."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    xp, wp = _case(2)
+    expect = K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=2)  # the parent's pool runs
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_child_conv, (2,)).get(timeout=60)
+    assert got == expect.tobytes()
