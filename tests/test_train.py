@@ -260,6 +260,7 @@ def _fit_steps(module, steps: int) -> None:
     trainer.fit(module, datamodule=dm)
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*", "ignore:.*on_after_batch_transfer.*")
 @pytest.mark.parametrize("method, clipped", [("bnn", True), ("bwn", True), ("bireal", False)])
 def test_latent_weights_clipped_after_every_step_when_the_method_asks(tmp_path, method, clipped):
     module = OnebitModule(validate(tiny_config(tmp_path, method={"name": method})))

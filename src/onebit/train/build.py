@@ -52,12 +52,14 @@ def dataset_meta(cfg: dict[str, Any]) -> DatasetMeta:
         return DatasetMeta("synthetic", spec["num_classes"], spec["input_size"], spec["mean"],
                            spec["std"])
     from onebit.data import DATASETS, list_datasets
+    from onebit.data.catalog import canonical_name
 
-    key = name.strip().lower().replace("-", "_")
-    if key not in DATASETS:
+    try:
+        key = canonical_name(name)
+    except (TypeError, ValueError):
         known = list_datasets() + ["synthetic"]
-        raise ConfigError(f"unknown dataset {name!r}{_hint(key, known)}; known datasets: "
-                          f"{', '.join(known)} (set data.name=...)")
+        raise ConfigError(f"unknown dataset {name!r}{_hint(str(name).lower(), known)}; known "
+                          f"datasets: {', '.join(known)} (set data.name=...)") from None
     info = DATASETS[key]
     return DatasetMeta(info.name, info.num_classes, info.input_size, tuple(info.mean),
                        tuple(info.std))
@@ -137,12 +139,9 @@ def build_model(cfg: dict[str, Any]) -> tuple[nn.Module, Any]:
 
 def binary_weight_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Layers whose weight quantizer is binary (``weight_quantizer.is_binary``), by module name."""
-    out = {}
-    for name, module in model.named_modules():
-        wq = getattr(module, "weight_quantizer", None)
-        if wq is not None and getattr(wq, "is_binary", False) and hasattr(module, "weight"):
-            out[name] = module
-    return out
+    from onebit.optim import binary_weight_layers as layers
+
+    return dict(layers(model))
 
 
 def load_weights_(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
