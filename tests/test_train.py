@@ -202,6 +202,11 @@ def test_resumable_batches_restart_after_the_last_batch_handed_out():
     assert [y.tolist() for _, y in resumed] == order[2:]
     resumed.sampler.set_epoch(5)  # the next epoch starts from its beginning
     assert len(list(resumed)) == 6
+    workers = ResumableBatches(images, labels, 8, EpochSampler(50, seed=1), num_workers=1)
+    workers.load_state_dict(state)
+    workers.sampler.set_epoch(4)
+    assert [y.tolist() for _, y in workers] == order[2:]  # worker processes: same batches
+    assert workers.state_dict()["consumed"] == 6
     other = ResumableBatches(images, labels, 16, EpochSampler(50, seed=1))
     with pytest.raises(ValueError, match="another data order"):
         other.load_state_dict(state)
