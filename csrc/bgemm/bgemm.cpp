@@ -5,20 +5,22 @@
 #include "bgemm/bgemm.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "bgemm/panel.h"
+#include "bitpack/bitpack.h"
 #include "bgemm/reference.h"
 #include "common/parallel.h"
 #include "dispatch.h"
 
 namespace onebit {
 
-void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t kw, int64_t k,
-           const OutputTransform& t, int num_threads) {
-  const PopcountKernel* ukp = popcount_kernel(active_isa(), kw);
-  if (ukp == nullptr) return bgemm_reference(a, b, m, n, kw, k, t);
-  const PopcountKernel& uk = *ukp;
+namespace {
+
+// b: the plain rows; b_panel: the same packed by uk (nullptr: pack them here when needed).
+void bgemm_impl(const PopcountKernel& uk, const uint32_t* a, const uint32_t* b, const uint8_t* b_panel,
+                int64_t m, int64_t n, int64_t kw, int64_t k, const OutputTransform& t, int num_threads) {
   const int threads = num_threads > 0 ? num_threads : default_num_threads();
   const int32_t k32 = static_cast<int32_t>(k);
   // Up to 4 rows of A (batch-1 dense layers), reading B in place beats packing it (measured:
@@ -42,8 +44,11 @@ void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t k
   }
   const int64_t kp = panel_kp(uk, kw), rb = panel_row_bytes(uk, kp);
   const int64_t m_pad = round_up(m, uk.mr), n_pad = round_up(n, uk.nr);
-  uint8_t* b_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
-  pack_panel(uk, b, kw, kw, n, n_pad, kp, b_panel);
+  if (b_panel == nullptr) {
+    uint8_t* packed_b = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
+    pack_panel(uk, b, kw, kw, n, n_pad, kp, packed_b);
+    b_panel = packed_b;
+  }
   const Blocking bl = choose_blocking(uk, m, n, kp, threads);
   parallel_for_dynamic(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
     Scratch& sc = thread_scratch();
@@ -69,6 +74,33 @@ void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t k
       apply_output_transform(t, acc, bl.nb, i0, valid_rows, j0, valid_cols);
     }
   });
+}
+
+}  // namespace
+
+void bgemm(const uint32_t* a, const uint32_t* b, int64_t m, int64_t n, int64_t kw, int64_t k,
+           const OutputTransform& t, int num_threads) {
+  const PopcountKernel* uk = popcount_kernel(active_isa(), kw);
+  if (uk == nullptr) return bgemm_reference(a, b, m, n, kw, k, t);
+  bgemm_impl(*uk, a, b, nullptr, m, n, kw, k, t, num_threads);
+}
+
+PreparedRows::PreparedRows(const uint32_t* b, int64_t n, int64_t k)
+    : isa_(active_isa()), n_(n), k_(k), kw_(words_for(k)) {
+  if (n < 1 || k < 1) throw std::invalid_argument("PreparedRows: n and k must be >= 1");
+  words_.assign(b, b + n * kw_);
+  kernel_ = popcount_kernel(isa_, kw_);
+  if (kernel_ == nullptr) return;
+  const int64_t kp = panel_kp(*kernel_, kw_), n_pad = round_up(n, kernel_->nr);
+  pack_panel(*kernel_, words_.data(), kw_, kw_, n, n_pad, kp,
+             panel_.get(static_cast<size_t>(n_pad * panel_row_bytes(*kernel_, kp))));
+}
+
+void bgemm(const uint32_t* a, const PreparedRows& b, int64_t m, const OutputTransform& t,
+           int num_threads) {
+  if (b.isa() != active_isa() || b.kernel() == nullptr)
+    return bgemm(a, b.words(), m, b.n(), b.kw(), b.k(), t, num_threads);
+  bgemm_impl(*b.kernel(), a, b.words(), b.panel(), m, b.n(), b.kw(), b.k(), t, num_threads);
 }
 
 }  // namespace onebit

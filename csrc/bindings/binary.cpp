@@ -68,16 +68,30 @@ onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, in
   return t;
 }
 
-void bgemm_py(WordsIn a, WordsIn b, int64_t m, int64_t n, int64_t k, const std::string& kind,
-              FloatIn row_scale, FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip,
-              AnyOut out, int num_threads) {
+template <class Rows>
+void bgemm_any(WordsIn a, const Rows& b, int64_t m, int64_t n, int64_t k, const std::string& kind,
+               FloatIn row_scale, FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip,
+               AnyOut out, int num_threads) {
   need(m >= 1 && n >= 1 && k >= 1, "bgemm: m, n and k must be >= 1");
   const int64_t kw = onebit::words_for(k);
-  need(static_cast<int64_t>(a.size()) == m * kw && static_cast<int64_t>(b.size()) == n * kw,
-       "bgemm: operand sizes do not match [m, words(k)] and [n, words(k)]");
+  need(static_cast<int64_t>(a.size()) == m * kw, "bgemm: a size does not match [m, words(k)]");
   const onebit::OutputTransform t = make_transform(kind, m, n, row_scale, multiplier, bias, thresholds, flip, out);
-  nb::gil_scoped_release release;
-  onebit::bgemm(a.data(), b.data(), m, n, kw, k, t, num_threads);
+  if constexpr (std::is_same_v<Rows, WordsIn>) {
+    need(static_cast<int64_t>(b.size()) == n * kw, "bgemm: b size does not match [n, words(k)]");
+    nb::gil_scoped_release release;
+    onebit::bgemm(a.data(), b.data(), m, n, kw, k, t, num_threads);
+  } else {
+    need(b.n() == n && b.k() == k, "bgemm: the prepared rows do not match n and k");
+    nb::gil_scoped_release release;
+    onebit::bgemm(a.data(), b, m, t, num_threads);
+  }
+}
+
+void prepare_rows(onebit::PreparedRows* self, WordsIn b, int64_t n, int64_t k) {
+  need(n >= 1 && k >= 1, "PreparedRows: n and k must be >= 1");
+  need(static_cast<int64_t>(b.size()) == n * onebit::words_for(k),
+       "PreparedRows: b size does not match [n, words(k)]");
+  new (self) onebit::PreparedRows(b.data(), n, k);
 }
 
 template <class Filters>
@@ -131,10 +145,19 @@ void prepare_filters(onebit::PreparedFilters* self, WordsIn w, int64_t out_chann
 }  // namespace
 
 void register_binary(nb::module_& m) {
-  m.def("bgemm", &bgemm_py, nb::arg("a"), nb::arg("b"), nb::arg("m"), nb::arg("n"), nb::arg("k"),
-        nb::arg("output"), nb::arg("row_scale").none(), nb::arg("multiplier").none(),
+  m.def("bgemm", &bgemm_any<WordsIn>, nb::arg("a"), nb::arg("b"), nb::arg("m"), nb::arg("n"),
+        nb::arg("k"), nb::arg("output"), nb::arg("row_scale").none(), nb::arg("multiplier").none(),
         nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
         nb::arg("num_threads"), "Binary GEMM (see onebit.kernels.bgemm).");
+  nb::class_<onebit::PreparedRows>(m, "PreparedRows",
+                                   "Rows of B packed once for bgemm (see onebit.kernels.prepare_gemm_weight).")
+      .def("__init__", &prepare_rows, nb::arg("b"), nb::arg("n"), nb::arg("k"))
+      .def_prop_ro("isa", [](const onebit::PreparedRows& p) { return std::string(onebit::isa_name(p.isa())); });
+  m.def("bgemm_prepared", &bgemm_any<onebit::PreparedRows>, nb::arg("a"), nb::arg("b"), nb::arg("m"),
+        nb::arg("n"), nb::arg("k"), nb::arg("output"), nb::arg("row_scale").none(),
+        nb::arg("multiplier").none(), nb::arg("bias").none(), nb::arg("thresholds").none(),
+        nb::arg("flip").none(), nb::arg("out"), nb::arg("num_threads"),
+        "Binary GEMM with prepared rows of B (see onebit.kernels.bgemm).");
   nb::class_<onebit::PreparedFilters>(m, "PreparedFilters",
                                       "Conv filters packed once for bconv2d (see onebit.kernels.prepare_conv_weight).")
       .def("__init__", &prepare_filters, nb::arg("w"), nb::arg("out_channels"), nb::arg("kernel_h"),

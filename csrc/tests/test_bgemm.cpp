@@ -50,6 +50,17 @@ int main() {
         for (int64_t i = 0; i < m * n; ++i)
           CHECK(out[i] == expect[i], "isa=%s m=%lld n=%lld k=%lld idx %lld: %d != %d", isa_name(isa),
                 (long long)m, (long long)n, (long long)k, (long long)i, out[i], expect[i]);
+        // B prepared once: the same here, and from its plain copy under the reference ISA
+        const PreparedRows prepared(b.data(), n, k);
+        for (bool switch_isa : {false, true}) {
+          if (switch_isa) set_isa(Isa::Reference);
+          std::fill(out.begin(), out.end(), -7);
+          bgemm(a.data(), prepared, m, t, threads);
+          for (int64_t i = 0; i < m * n; ++i)
+            CHECK(out[i] == expect[i], "isa=%s prepared (switched %d) idx %lld", isa_name(isa),
+                  static_cast<int>(switch_isa), (long long)i);
+          set_isa(isa);
+        }
         std::vector<float> outf(static_cast<size_t>(m * n));
         t.kind = OutputKind::Float;
         t.out = outf.data();

@@ -51,6 +51,21 @@ def test_bgemm_float_and_bits_outputs(isa: str, m: int, n: int, k: int, seed: in
     np.testing.assert_array_equal(bits, np_pack(np.where(neg, -1.0, 1.0)))
 
 
+@pytest.mark.parametrize("m", [1, 3, 40])
+def test_prepared_rows(m: int) -> None:
+    _, a, b, acc = _operands(m + 100, m, 70, 333)
+    pa, pb = np_pack(a), np_pack(b)
+    for isa in all_isas():
+        with K.use_isa(isa):
+            prepared = K.prepare_gemm_weight(pb, 333)
+            assert prepared.isa == isa and prepared.shape == pb.shape
+            np.testing.assert_array_equal(K.bgemm(pa, prepared, 333, num_threads=2), acc)
+        with K.use_isa("reference"):  # prepared for another ISA: the plain copy serves
+            np.testing.assert_array_equal(K.bgemm(pa, prepared, 333), acc)
+    with pytest.raises(ValueError, match="prepared rows are for k = 333"):
+        K.bgemm(np_pack(a[:, :300]), prepared, 300)
+
+
 def test_optimized_variants_equal_reference_bit_for_bit() -> None:
     rng, a, b, _ = _operands(11, 37, 75, 517)
     mult = rng.uniform(-2, 2, 75).astype(np.float32)

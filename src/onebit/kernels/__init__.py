@@ -7,8 +7,8 @@ environment variable ``ONEBIT_KERNELS=reference`` forces the plain reference ker
 Binary kernels (bit 1 = -1, LSB first in uint32 words, tail bits 0; see ``bitpack`` and
 ``binary``): ``pack_bits`` / ``unpack_bits``, ``pack_conv_weight``, ``pack_nchw`` /
 ``unpack_nhwc``, ``bgemm``, ``bconv2d`` (fused int32 / float / packed-bits outputs),
-``prepare_conv_weight`` (filters packed once for repeated calls) and ``sign_thresholds``
-(BatchNorm + sign folded into exact thresholds).
+``prepare_conv_weight`` / ``prepare_gemm_weight`` (weights packed once for repeated calls) and
+``sign_thresholds`` (BatchNorm + sign folded into exact thresholds).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from onebit.kernels._dispatch import (
 from onebit.kernels.adder import adder_conv2d_f32, adder_int8, adder_output_shape
 from onebit.kernels.binary import (
     PreparedConvWeight,
+    PreparedGemmWeight,
     bconv2d,
     bconv2d_output_shape,
     bgemm,
     conv_padding,
     prepare_conv_weight,
+    prepare_gemm_weight,
     sign_thresholds,
 )
 from onebit.kernels.bitpack import (
@@ -42,6 +44,7 @@ from onebit.kernels.bitpack import (
 
 __all__ = [
     "PreparedConvWeight",
+    "PreparedGemmWeight",
     "active_isa",
     "adder_conv2d_f32",
     "adder_int8",
@@ -58,6 +61,7 @@ __all__ = [
     "pack_nchw",
     "packed_words",
     "prepare_conv_weight",
+    "prepare_gemm_weight",
     "set_default_num_threads",
     "sign_thresholds",
     "unpack_bits",

@@ -45,11 +45,13 @@ from onebit.kernels._checks import (
 
 __all__ = [
     "PreparedConvWeight",
+    "PreparedGemmWeight",
     "bconv2d",
     "bconv2d_output_shape",
     "bgemm",
     "conv_padding",
     "prepare_conv_weight",
+    "prepare_gemm_weight",
     "sign_thresholds",
 ]
 
@@ -205,30 +207,75 @@ def prepare_conv_weight(w_packed: np.ndarray, *, in_channels: int) -> PreparedCo
     return PreparedConvWeight(w_packed, in_channels=in_channels)
 
 
-def bgemm(a_packed: np.ndarray, b_packed: np.ndarray, k: int, *, output: str = "int32",
+class PreparedGemmWeight:
+    """The rows of :func:`bgemm`'s second operand prepared once (see :func:`prepare_gemm_weight`).
+
+    Holds them in the layout of the kernel that the active ISA runs for them, so that repeated
+    products skip the packing; under another ISA (``use_isa``) the plain copy gives the same
+    results.
+    """
+
+    def __init__(self, b_packed: np.ndarray, k: int) -> None:
+        b = require_array(b_packed, "b_packed", np.uint32, ndim=2)
+        k = require_int(k, "k", 1)
+        if b.shape[1] != words_for(k):
+            raise ValueError(f"b_packed must have ceil(k / 32) = {words_for(k)} words per row for "
+                             f"k = {k}, got {b.shape}")
+        check_tail_bits(b[:, -1], k, "b_packed")
+        self.shape: tuple[int, int] = (int(b.shape[0]), int(b.shape[1]))
+        self.k = k
+        self._impl = _kernels.PreparedRows(b, b.shape[0], k)
+
+    @property
+    def isa(self) -> str:
+        """The kernel family the rows were prepared for."""
+        return self._impl.isa
+
+    def __repr__(self) -> str:
+        return f"PreparedGemmWeight(shape={self.shape}, k={self.k}, isa={self.isa!r})"
+
+
+def prepare_gemm_weight(b_packed: np.ndarray, k: int) -> PreparedGemmWeight:
+    """Prepare ``b_packed`` (uint32 ``[N, ceil(k / 32)]``, e.g. a binary dense layer's weights)
+    once for repeated :func:`bgemm` calls; pass the result as ``b_packed``."""
+    return PreparedGemmWeight(b_packed, k)
+
+
+def bgemm(a_packed: np.ndarray, b_packed: np.ndarray | PreparedGemmWeight, k: int, *,
+          output: str = "int32",
           multiplier: Any = None, bias: Any = None, row_scale: Any = None, thresholds: Any = None,
           flip: Any = None, num_threads: int | None = None) -> np.ndarray:
     """Binary matrix product: ``out[i, j] = k - 2 * popcount(a[i] XOR b[j])``.
 
     ``a_packed`` is uint32 ``[M, ceil(k / 32)]`` and ``b_packed`` ``[N, ceil(k / 32)]`` (rows are
     packed {+1, -1} vectors of length ``k``, e.g. activations and the weights of a dense layer:
-    ``x @ w.T`` of the signs). Returns int32 ``[M, N]`` dot products, or the ``"float"`` / ``"bits"``
+    ``x @ w.T`` of the signs), or the latter prepared once with :func:`prepare_gemm_weight`. Returns int32 ``[M, N]`` dot products, or the ``"float"`` / ``"bits"``
     transform of the module docstring (``row_scale`` ``[M]`` plays the part of ``k_map``).
     """
     a = require_array(a_packed, "a_packed", np.uint32, ndim=2)
-    b = require_array(b_packed, "b_packed", np.uint32, ndim=2)
     k = require_int(k, "k", 1)
     kw = words_for(k)
-    if a.shape[1] != kw or b.shape[1] != kw:
+    prepared = b_packed if isinstance(b_packed, PreparedGemmWeight) else None
+    if prepared is not None:
+        if prepared.k != k:
+            raise ValueError(f"the prepared rows are for k = {prepared.k}, got k = {k}")
+        b_shape = prepared.shape
+    else:
+        b = require_array(b_packed, "b_packed", np.uint32, ndim=2)
+        b_shape = b.shape
+    if a.shape[1] != kw or b_shape[1] != kw:
         raise ValueError(f"a_packed and b_packed must both have ceil(k / 32) = {kw} words per row for "
-                         f"k = {k}, got {a.shape} and {b.shape}")
+                         f"k = {k}, got {a.shape} and {tuple(b_shape)}")
     check_tail_bits(a[:, -1], k, "a_packed")
-    check_tail_bits(b[:, -1], k, "b_packed")
-    m, n = a.shape[0], b.shape[0]
+    if prepared is None:
+        check_tail_bits(b[:, -1], k, "b_packed")
+    m, n = a.shape[0], b_shape[0]
     extra = _transform_args(output, n, (m,), row_scale, multiplier, bias, thresholds, flip)
     out = _alloc(output, (m,), n)
-    _kernels.bgemm(a, b, m, n, k, output, extra["k_map"], extra["multiplier"], extra["bias"],
-                   extra["thresholds"], extra["flip"], out, resolve_threads(num_threads))
+    run = _kernels.bgemm if prepared is None else _kernels.bgemm_prepared
+    run(a, b if prepared is None else prepared._impl, m, n, k, output, extra["k_map"],
+        extra["multiplier"], extra["bias"], extra["thresholds"], extra["flip"], out,
+        resolve_threads(num_threads))
     return out
 
 
