@@ -336,13 +336,15 @@ _DRIVER = textwrap.dedent("""
 
 
 def test_sigkill_mid_epoch_then_resume_replays_the_uninterrupted_run(tmp_path, capsys):
-    """kill -9 while the 5th checkpoint is being written (step 20; the last complete one is step
-    15, mid-epoch 1): the resumed run makes the same 24 optimizer steps and ends bit-identical."""
+    """kill -9 while the 5th checkpoint is being written (step 12; the last complete one is step
+    9, mid-epoch 1): the resumed run makes the same 16 optimizer steps and ends bit-identical."""
     from onebit.cli import main
     from onebit.train import train
 
     cfg = tiny_config(tmp_path, name="killed")
-    cfg["trainer"]["max_epochs"] = 2  # 12 batches per epoch; checkpoints at 5, 10, 12, 15, 20...
+    # 128 training images in batches of 16: 8 batches per epoch; checkpoints at 3, 6, 8, 9, 12...
+    cfg["data"].update(batch_size=16, train_subset=256)
+    cfg["trainer"].update(max_epochs=2, ckpt_every_n_steps=3, log_every_n_steps=1)
     recipe = write_config(tmp_path, cfg)
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
@@ -352,18 +354,18 @@ def test_sigkill_mid_epoch_then_resume_replays_the_uninterrupted_run(tmp_path, c
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     run = tmp_path / "runs" / "killed"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 15  # the torn 5th save left the 4th intact
+    assert ckpt["global_step"] == 9  # the torn 5th save left the 4th intact
     assert (run / "checkpoints" / ".last.ckpt.tmp").is_file()
     assert not (run / "results.json").exists()
 
     assert main(["train", "--config", str(recipe), "--resume"]) == 0
     resumed = json.loads((run / "results.json").read_text())
     baseline = train(validate({**cfg, "name": "baseline"}))
-    assert resumed["steps"] == baseline["steps"] == 24
+    assert resumed["steps"] == baseline["steps"] == 16
     assert resumed["final_weight_digest"] == baseline["final_weight_digest"]
     assert resumed["test_acc"] == baseline["test_acc"]
     steps = [s for s, _ in artifacts.read_metrics(run / "metrics.csv")["train_loss_step"]]
-    assert steps == list(range(1, 24, 2))  # every logged step once, across the kill
+    assert steps == list(range(16))  # every step logged once, across the kill
 
 
 def test_bireal_three_stage_recipe_chains_weights(tmp_path):
