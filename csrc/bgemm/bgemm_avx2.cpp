@@ -126,18 +126,18 @@ void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int6
   }
 }
 
-const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain, tile_short<3, 4>,
-                                     row_popcounts_popcnt, direct_popcnt_x86};
+const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain,
+                                     tile_short<3, 4>, row_popcounts_popcnt, direct_popcnt_x86};
 
-const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>, row_popcounts_popcnt,
-                                direct_popcnt_x86};
+const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>,
+                                row_popcounts_popcnt, direct_popcnt_x86};
 
 }  // namespace
 
 // Plain rows read in place: four rows of B at a time (they stay in L1 while every row of A passes
 // over them), XOR + POPCNT per 64 bits.
-void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw, int32_t* c,
-                   int64_t ldc) {
+void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw,
+                       int32_t* c, int64_t ldc) {
   const int64_t q = kw / 2;  // whole 64-bit words; an odd last 32-bit word follows
   for (int64_t j0 = 0; j0 < n; j0 += 4) {
     const int64_t nj = n - j0 < 4 ? n - j0 : 4;
