@@ -69,6 +69,9 @@ def test_binarize_converts_exactly_the_right_layers(name):
     float_layers, wq, iq = EXPECT[name]
     for n in LAYERS:
         m = model.get_submodule(n)
+        if name == "bnn" and n == LAYERS[-1]:  # BNN appends a BatchNorm1d to its last layer
+            assert isinstance(m, nn.Sequential) and isinstance(m[1], nn.BatchNorm1d)
+            m = m[0]
         if n in float_layers:
             assert type(m) in (nn.Conv2d, nn.Linear), n
             continue
@@ -89,10 +92,10 @@ def test_binarize_converts_exactly_the_right_layers(name):
 
 
 def test_bnn_first_layer_input_stays_real_and_all_weights_binary():
-    model = binarize_(small_cnn(), BNN())
+    model = binarize_(small_cnn(), BNN(output_bn=False))
     assert model.get_submodule("0").input_quantizer is None
     assert all(model.get_submodule(n).weight_quantizer.name == "sign" for n in LAYERS)
-    mlp = binarize_(nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), "bnn")
+    mlp = binarize_(nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)), BNN(output_bn=False))
     assert mlp[0].input_quantizer is None and qname(mlp[2].input_quantizer) == "sign"
     assert isinstance(mlp[1], nn.Hardtanh)
 
@@ -319,3 +322,22 @@ def test_every_method_learns_a_separable_task(name, one_thread):
         acc = (model(x).argmax(1) == y).float().mean().item()
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5]), losses
     assert acc > 0.8, acc
+
+
+def test_bnn_appends_batchnorm_after_binary_last_linear():
+    """BNN binarizes the classifier too; a BatchNorm1d after it keeps the logits in range."""
+    from onebit.models import create
+
+    model = onebit.binarize_(create("fmnist_cnn", in_channels=1, width=0.25), "bnn")
+    last = model.classifier[-1]
+    assert isinstance(last, nn.Sequential) and isinstance(last[0], QuantLinear)
+    assert isinstance(last[1], nn.BatchNorm1d) and last[1].num_features == 10
+    plain = onebit.binarize_(create("fmnist_cnn", in_channels=1, width=0.25),
+                             onebit.BNN(output_bn=False))
+    assert isinstance(plain.classifier[-1], QuantLinear)
+    # without BN the logits are integers: dot products of +/-1 vectors of length 256 (+ bias)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        plain.classifier[-1].bias.zero_()
+        logits = plain.eval()(x)
+    assert torch.equal(logits, logits.round())

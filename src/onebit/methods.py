@@ -209,6 +209,9 @@ class BNN(Method):
     Every layer's weights are ``sign(W)`` (STE ``1[|W| <= 1]``, latent weights clipped to [-1, 1]);
     every layer's input but the first is ``sign(x)`` (STE ``1[|x| <= 1]``). ReLU -> Hardtanh.
     ``pad_value`` is the padding of binarized inputs (0.0 as training frameworks, or -1.0 / +1.0).
+    ``output_bn``: when the model's last layer is an ``nn.Linear`` (binarized, as BNN binarizes
+    every layer), a ``BatchNorm1d`` is appended after it, as in the authors' networks: otherwise the
+    logits are integer dot products of +/-1 vectors (up to +/- fan-in) and the softmax saturates.
     """
 
     name: ClassVar[str] = "bnn"
@@ -216,6 +219,7 @@ class BNN(Method):
     relu_replacement: ClassVar[type[nn.Module] | None] = nn.Hardtanh
     keep_first_last_float: ClassVar[bool] = False
     pad_value: float = 0.0
+    output_bn: bool = True
 
     def input_quantizer(self) -> Any:
         return {"name": "sign", "clip": 1.0}
@@ -616,5 +620,11 @@ def binarize_(model: nn.Module, method: Any, *, keep_float: Any = None) -> nn.Mo
             for child_name, child in list(parent.named_children()):
                 if type(child) is nn.ReLU:
                     setattr(parent, child_name, method.relu_replacement())
+    if isinstance(method, BNN) and method.output_bn:
+        last_name, last = plan[-1]
+        if last_name == layers[-1][0] and isinstance(last, nn.Linear):
+            new_last = model.get_submodule(last_name)
+            _set_submodule(model, last_name,
+                           nn.Sequential(new_last, nn.BatchNorm1d(last.out_features)))
     model.onebit_method = method
     return model
