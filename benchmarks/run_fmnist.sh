@@ -20,15 +20,16 @@ if [ "${LANES:-1}" -gt 1 ]; then
   # split the recipes over LANES background copies of this script, one torch thread each
   mapfile -t all < <(ls configs/*_fmnist_cnn_fashion_mnist.yaml)
   pids=()
+  mkdir -p "$RUNS"
   for ((lane = 0; lane < LANES; lane++)); do
     mine=()
     for ((i = lane; i < ${#all[@]}; i += LANES)); do mine+=("${all[i]}"); done
-    RECIPES="${mine[*]}" LANES=1 NO_TABLE=1 "$0" trainer.threads=1 "$@" > "$RUNS.lane$lane.log" 2>&1 &
+    RECIPES="${mine[*]}" LANES=1 NO_TABLE=1 "$0" trainer.threads=1 "$@" > "$RUNS/lane$lane.log" 2>&1 &
     pids+=($!)
   done
   status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-  [ "$status" = 0 ] || { echo "a lane failed: see $RUNS.lane*.log" >&2; exit 1; }
+  [ "$status" = 0 ] || { echo "a lane failed: see $RUNS/lane*.log" >&2; exit 1; }
   exec "$PY" benchmarks/results.py "$RUNS"
 fi
 
