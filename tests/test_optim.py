@@ -121,4 +121,4 @@ def test_bnn_training_step_keeps_latent_weights_in_range():
         opt.zero_grad()
         nn.functional.cross_entropy(model(torch.randn(16, 6)), torch.randint(0, 3, (16,))).backward()
         opt.step()
-    assert all(l.weight.abs().max() <= 1 for l in (model[0], model[2]))
+    assert all(l.weight.abs().max() <= 1 for l in (model[0], model[2][0]))  # [2] = (linear, BN)
