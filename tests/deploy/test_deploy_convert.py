@@ -312,6 +312,31 @@ def test_adder_int8_stays_within_the_rounding_bound(tmp_path):
     assert np.all(np.abs(out - ref) <= np.asarray(bound).reshape(1, -1, 1, 1) * (1 + 1e-4) + 1e-4)
 
 
+def test_adder_int8_clips_outlying_filters_exactly(tmp_path):
+    """Filters far outside the activation range are clipped to it with an exact bias correction
+    (|X - F| = |X - A| + (F - A) for |X| <= A < F): the scale follows the inputs (max|X| / 127),
+    and the int8 layer stays within K * s of the float layer."""
+    from onebit.nn import AdderConv2d
+    from onebit.ops import adder_int8_error_bound
+
+    torch.manual_seed(1)
+    model = nn.Sequential(AdderConv2d(3, 5, 3, padding=1)).eval()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = 40.0
+        model[0].weight[2, 1, 1, 1] = -55.0
+        model[0].weight[4] += 30.0  # a whole filter beyond the inputs
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, (6, 3, 8, 8)).astype(np.float32)
+    graph = convert(model, example_input_shape=(3, 8, 8), adder_calibration=x)
+    (node,) = graph.nodes
+    scale = node.attrs["scale"]
+    assert scale == pytest.approx(float(np.abs(x).max()) / 127, rel=1e-6)
+    out, ref = _run_saved(graph, tmp_path, x), torch_logits(model, x)
+    bound = adder_int8_error_bound(3 * 9, scale)
+    assert np.abs(out - ref).max() <= bound * (1 + 1e-4) + 1e-4
+    assert np.abs(ref).max() > 100 * bound  # the outliers dominate the outputs
+
+
 def test_adder_int8_network_keeps_its_predictions():
     model = binarized("lenet5_bn", "addernet", in_channels=1)
     rng = np.random.default_rng(11)
