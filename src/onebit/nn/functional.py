@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.autograd import Function
 
 __all__ = [
+    "adaptive_filter_grad",
     "adder_conv2d",
     "adder_conv2d_reference",
     "adder_output_size",
@@ -79,9 +80,9 @@ def _check_adder_args(
     return s, p, eta
 
 
-def _adaptive_scale(grad_w: torch.Tensor, eta: float | None) -> torch.Tensor:
-    """AdderNet's adaptive learning rate folded into the filter gradient:
-    ``grad * eta * sqrt(numel) / max(||grad||_2, 1e-12)`` (identity when eta is None)."""
+def adaptive_filter_grad(grad_w: torch.Tensor, eta: float | None) -> torch.Tensor:
+    """AdderNet's adaptive learning rate folded into the filter gradient (paper eq. 12):
+    ``grad * eta * sqrt(numel(grad)) / max(||grad||_2, 1e-12)``; the identity for ``eta=None``."""
     if eta is None:
         return grad_w
     norm = grad_w.norm(p=2).clamp_min(1e-12)
@@ -123,7 +124,7 @@ class _AdderConv2dFunction(Function):
         if ctx.needs_input_grad[1]:
             # dY/dF = X - F:  sum_r (X_r - F) g_r = G^T X - F * sum_r g_r
             gw = g.t() @ rows - w2 * g.sum(dim=0)[:, None]
-            grad_w = _adaptive_scale(gw, eta).reshape(w_shape)
+            grad_w = adaptive_filter_grad(gw, eta).reshape(w_shape)
         if ctx.needs_input_grad[0]:
             # dY/dX = clip(F - X, -1, 1):  grad_rows[r, k] = sum_c clip(F[c, k] - X[r, k]) g[r, c]
             n_rows, k = rows.shape
@@ -199,7 +200,7 @@ class _AdderReferenceFunction(Function):
         g = grad_out.permute(1, 0, 2, 3).reshape(c_out, -1)  # [C_out, N*P]
         diff = x_col[None, :, :] - w_col[:, :, None]  # X - F
         grad_w = (diff * g[:, None, :]).sum(dim=2)
-        grad_w = _adaptive_scale(grad_w, eta).reshape(w_shape)
+        grad_w = adaptive_filter_grad(grad_w, eta).reshape(w_shape)
         grad_x_col = ((-diff).clamp(-1, 1) * g[:, None, :]).sum(dim=0)  # [K, N*P]
         n = x_shape[0]
         cols = grad_x_col.reshape(grad_x_col.shape[0], n, -1).permute(1, 0, 2)

@@ -25,7 +25,6 @@ its terms are ``X * G`` and ``F * sum(G)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from onebit import _kernels
+from onebit.nn.functional import adaptive_filter_grad
 
 __all__ = ["adder_conv2d", "adder_conv2d_supported", "adaptive_filter_grad"]
 
@@ -59,15 +59,6 @@ def adder_conv2d_supported(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
     )
-
-
-def adaptive_filter_grad(grad_w: torch.Tensor, eta: float | None) -> torch.Tensor:
-    """AdderNet's adaptive learning rate folded into the filter gradient (paper eq. 12):
-    ``grad * eta * sqrt(numel(grad)) / max(||grad||_2, 1e-12)``; the identity for ``eta=None``."""
-    if eta is None:
-        return grad_w
-    norm = grad_w.norm(p=2).clamp_min(1e-12)
-    return grad_w * (eta * math.sqrt(grad_w.numel()) / norm)
 
 
 class _AdderConv2dOp(Function):
