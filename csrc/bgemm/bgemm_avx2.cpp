@@ -90,24 +90,8 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
   for (int i = 0; i < MR; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), sums[i]);
 }
 
-void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint32_t* q = p + r * words_per_row;
-    int64_t total = 0, i = 0;
-    for (; i + 2 <= words_per_row; i += 2) {
-      uint64_t v;
-      std::memcpy(&v, q + i, sizeof v);
-      total += static_cast<int64_t>(_mm_popcnt_u64(v));
-    }
-    if (i < words_per_row) total += _mm_popcnt_u32(q[i]);
-    out[r] = static_cast<int32_t>(total);
-  }
-}
 
 // Short rows: plain words, kp = 4 (two 64-bit halves), scalar XOR + POPCNT per pair.
-void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst) {
-  std::memcpy(dst, src, sizeof(uint32_t) * static_cast<size_t>(kp));
-}
 
 template <int MR, int NR>
 void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
@@ -133,6 +117,25 @@ const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, 
                                 row_popcounts_popcnt, direct_popcnt_x86};
 
 }  // namespace
+
+// Shared with the AVX-512 kernel table (POPCNT only; every AVX-512 CPU has it).
+void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t* q = p + r * words_per_row;
+    int64_t total = 0, i = 0;
+    for (; i + 2 <= words_per_row; i += 2) {
+      uint64_t v;
+      std::memcpy(&v, q + i, sizeof v);
+      total += static_cast<int64_t>(_mm_popcnt_u64(v));
+    }
+    if (i < words_per_row) total += _mm_popcnt_u32(q[i]);
+    out[r] = static_cast<int32_t>(total);
+  }
+}
+
+void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst) {
+  std::memcpy(dst, src, sizeof(uint32_t) * static_cast<size_t>(kp));
+}
 
 // Plain rows read in place: four rows of B at a time (they stay in L1 while every row of A passes
 // over them), XOR + POPCNT per 64 bits.

@@ -14,9 +14,6 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 4;
 
-void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst) {
-  std::memcpy(dst, src, sizeof(uint32_t) * static_cast<size_t>(kp));
-}
 
 inline int64_t hsum256_epi64(__m256i v) {
   const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -68,19 +65,6 @@ void tile_avx512(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int
     for (int j = 0; j < NR; ++j) c[i * ldc + j] = static_cast<int32_t>(sums[i][j]);
 }
 
-void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint32_t* q = p + r * words_per_row;
-    int64_t total = 0, i = 0;
-    for (; i + 2 <= words_per_row; i += 2) {
-      uint64_t v;
-      std::memcpy(&v, q + i, sizeof v);
-      total += static_cast<int64_t>(_mm_popcnt_u64(v));
-    }
-    if (i < words_per_row) total += _mm_popcnt_u32(q[i]);
-    out[r] = static_cast<int32_t>(total);
-  }
-}
 
 const PopcountKernel kKernel = {"avx512-vpopcntdq-4x4", kMR, kNR, 8, 4, pack_row_plain,
                                 tile_avx512<kMR, kNR>, row_popcounts_popcnt,

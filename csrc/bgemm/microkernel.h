@@ -45,6 +45,9 @@ constexpr int64_t kAvx2ShortMaxWords = 4;
 // the AVX-512 kernel table: every AVX-512 CPU has POPCNT).
 void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw,
                        int32_t* c, int64_t ldc);
+// Also shared by the AVX2 and AVX-512 tables: per-row POPCNT and the plain (copying) row packer.
+void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out);
+void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst);
 const PopcountKernel& popcount_kernel_avx512();
 #endif
 #if defined(ONEBIT_ARM64)
