@@ -289,6 +289,24 @@ def test_padding_contributes_like_zero_input():
     np.testing.assert_array_equal(q(q.quantize_input(x)), float_layer_nhwc(layer, x))
 
 
+def test_clip_filters_is_exact_for_inputs_in_range():
+    """Filters beyond A = 127 s are clipped with the bias correction -sum (|F| - A)_+: on
+    inputs and filters that are multiples of s (|x| <= A) the int8 layer is still exact."""
+    layer = AdderConv2d(2, 3, 3, padding=1, eta=None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-5, 6, layer.weight.shape).float() * 0.5)
+        layer.weight[0, 0, 0, 0] = 90.0  # far beyond A = 127 * 0.5 = 63.5
+        layer.weight[2, 1, 2, 1] = -200.5
+    x = torch.randint(-127, 128, (2, 2, 5, 5)).float() * 0.5
+    with pytest.raises(ValueError, match="too small for the filters"):
+        quantize_adder_layer(layer, 0.5)
+    q = quantize_adder_layer(layer, 0.5, clip_filters=True)
+    assert int(np.abs(q.weight_q.astype(np.int32)).max()) == 127
+    assert q.bias[0] == pytest.approx(-(90.0 - 63.5)) and q.bias[1] == 0.0
+    np.testing.assert_array_equal(q(q.quantize_input(x)), float_layer_nhwc(layer, x))
+    assert calibrate_adder_scale(None, x) == pytest.approx(63.5 / 127)
+
+
 def test_calibration_methods():
     w = torch.tensor([0.5, -1.0])
     acts = [torch.tensor([[0.1, -3.0]]), np.array([2.0, 100.0], dtype=np.float32)]

@@ -62,17 +62,10 @@ def _normalization(norm: Any, channels: int) -> dict[str, list[float]] | None:
 
 def _adders_to_int8(model: nn.Module, nodes: list[PNode], calibration: Any) -> None:
     """Give every AdderNet layer its shared int8 scale, calibrated on ``calibration`` (a batch of
-    model inputs).
-
-    The scale covers the layer's inputs: ``s = A / 127`` with ``A = max|X|`` over the batch.
-    Filters beyond ``[-A, A]`` are clipped to it *exactly*: for ``|X| <= A`` and ``F > A``,
-    ``|X - F| = |X - A| + (F - A)`` (likewise below ``-A``), so each output channel takes
-    ``-sum (|F| - A)_+`` into its bias and the int8 SAD runs on the clipped filters. Trained adder
-    filters drift far outside the activation range; sizing the scale for them instead would
-    leave the inputs only a few int8 levels.
-    """
-    from types import SimpleNamespace
-
+    model inputs): ``s = max|X| / 127`` over the batch, filters beyond ``127 s`` clipped with the
+    exact bias correction of :func:`onebit.ops.quantize_adder_layer` (``clip_filters=True``).
+    Trained adder filters drift far outside the input range; a scale sized for them would leave
+    the inputs only a few int8 levels."""
     from onebit.ops import calibrate_adder_scale, quantize_adder_layer
 
     adders = [p for p in nodes if p.op == "adder_conv2d"]
@@ -88,17 +81,12 @@ def _adders_to_int8(model: nn.Module, nodes: list[PNode], calibration: Any) -> N
         for h in hooks:
             h.remove()
     for p in adders:
-        weight = p.module.weight.detach().double()
-        scale = calibrate_adder_scale(torch.zeros(1), seen[id(p.module)])
-        bound = 127.0 * scale
-        clipped = weight.clamp(-bound, bound)
-        excess = (weight.abs() - bound).clamp(min=0).sum(dim=(1, 2, 3)).numpy()
-        shim = SimpleNamespace(weight=clipped, stride=p.module.stride, padding=p.module.padding,
-                               bias=None)
+        scale = calibrate_adder_scale(None, seen[id(p.module)])
+        q = quantize_adder_layer(p.module, scale, clip_filters=True)
         p.op = "adder_int8"
         p.attrs["scale"] = float(scale)
-        p.arrays["weight_q"] = quantize_adder_layer(shim, scale).weight_q
-        p.arrays["bias"] = np.asarray(p.arrays["bias"], dtype=np.float64) - excess
+        p.arrays["weight_q"] = np.ascontiguousarray(q.weight_q)
+        p.arrays["bias"] = q.bias.astype(np.float64)  # the layer's bias less the clip correction
 
 
 def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = None,

@@ -7,8 +7,11 @@ what makes ``|X - F|`` exact up to ``s``; separate scales would need a multiplic
 
 Calibration (:func:`calibrate_adder_scale`): ``s = max(max|F|, a) / 127`` where ``a`` is the
 largest ``|X|`` seen in the calibration batches (``method="max"``) or its ``percentile``-th
-percentile (``method="percentile"``, which clips rare outliers of X to gain resolution). The
-filters are never clipped: they are known, and clipping them would bias every output.
+percentile (``method="percentile"``, which clips rare outliers of X to gain resolution); with
+``weight=None`` the scale covers the inputs alone. Trained adder filters often drift far outside
+the input range; ``quantize_adder_layer(..., clip_filters=True)`` then clips them to
+``A = 127 s`` *exactly*: for ``|x| <= A < f``, ``|x - f| = |x - A| + (f - A)`` (likewise below
+``-A``), so each output channel moves ``sum (|F| - A)_+`` into its bias and no output changes.
 
 Error bound (:func:`adder_int8_error_bound`): rounding moves each value by at most ``s / 2``, so
 each term obeys ``| |x - f| - s |x_q - f_q| | <= |x - s x_q| + |f - s f_q| <= s``, and an output
@@ -60,7 +63,8 @@ def calibrate_adder_scale(
     """Shared int8 scale of one AdderNet layer: ``s = max(max|F|, a) / 127``.
 
     Args:
-        weight: the layer's filters (tensor or array, any shape).
+        weight: the layer's filters (tensor or array, any shape), or None for a scale that
+            covers the inputs alone (use with ``quantize_adder_layer(..., clip_filters=True)``).
         activations: the layer's input on a few calibration batches: one tensor/array or an
             iterable of them (e.g. collected with a forward hook).
         method: ``"max"`` (``a = max |X|``) or ``"percentile"`` (``a`` = the ``percentile``-th
@@ -71,7 +75,8 @@ def calibrate_adder_scale(
         raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(_METHODS)}")
     if not 0.0 < float(percentile) <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    w = np.abs(_as_numpy(weight, "weight").astype(np.float64, copy=False))
+    w = None if weight is None else np.abs(_as_numpy(weight, "weight").astype(np.float64,
+                                                                             copy=False))
     batches = [activations] if isinstance(activations, (torch.Tensor, np.ndarray)) else activations
     if not isinstance(batches, Iterable):
         raise TypeError("activations must be a tensor/array or an iterable of them")
@@ -81,7 +86,7 @@ def calibrate_adder_scale(
         raise ValueError("calibrate_adder_scale needs at least one non-empty activation batch")
     values = np.concatenate(mags)
     a = float(values.max()) if method == "max" else float(np.percentile(values, percentile))
-    top = max(float(w.max()) if w.size else 0.0, a)
+    top = max(float(w.max()) if w is not None and w.size else 0.0, a)
     if not np.isfinite(top):
         raise ValueError("weight or activations contain inf/NaN; cannot calibrate a scale")
     if top == 0.0:
@@ -156,6 +161,7 @@ def quantize_adder_layer(
     scale: float,
     *,
     batchnorm: torch.nn.BatchNorm2d | None = None,
+    clip_filters: bool = False,
 ) -> QuantizedAdder:
     """Int8 form of an AdderNet layer, optionally with the following BatchNorm folded in.
 
@@ -164,6 +170,9 @@ def quantize_adder_layer(
             ``stride``, ``padding`` and an optional ``bias``).
         scale: the shared scale, e.g. from :func:`calibrate_adder_scale`; it must cover the
             filters (``max|F| <= 127.5 * scale``), which are never clipped.
+        clip_filters: clip filters beyond ``A = 127 * scale`` to ``+/-A`` and add the exact
+            correction ``-sum (|F| - A)_+`` per output channel to the bias (module docstring);
+            without it a scale too small for the filters is an error.
         batchnorm: an eval-mode ``BatchNorm2d`` applied to the layer's output, folded as
             ``multiplier = scale * gamma / sigma`` and ``bias = beta + gamma * (b - mean) / sigma``
             with ``sigma = sqrt(running_var + eps)`` (``b``: the layer's bias or 0).
@@ -174,6 +183,11 @@ def quantize_adder_layer(
     if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     w = weight.detach().cpu().double().numpy()
+    excess = np.zeros(w.shape[0])
+    if clip_filters:
+        bound = QMAX * float(scale)
+        excess = np.clip(np.abs(w) - bound, 0.0, None).sum(axis=(1, 2, 3))
+        w = np.clip(w, -bound, bound)
     ratio = w / scale
     if np.abs(ratio).max() > QMAX + 0.5:
         raise ValueError(
@@ -186,6 +200,7 @@ def quantize_adder_layer(
     if getattr(layer, "bias", None) is not None:
         b = layer.bias.detach().cpu().double().numpy()
     mult = np.full(cout, float(scale))
+    b = b - excess  # Y = -sum |X - clip(F)| - excess  (clip_filters; excess is 0 otherwise)
     shift = b.copy()
     if batchnorm is not None:
         if batchnorm.num_features != cout or batchnorm.running_mean is None:
