@@ -10,6 +10,7 @@ namespace nb = nanobind;
 void register_bitpack(nb::module_& m);  // bindings/bitpack.cpp
 void register_binary(nb::module_& m);   // bindings/binary.cpp: bgemm, bconv2d, output transforms
 void register_adder(nb::module_& m);    // bindings/adder.cpp: adder training op, int8 SAD kernel
+void register_floatops(nb::module_& m);  // bindings/floatops.cpp: float conv/pools for the runtime
 
 NB_MODULE(_kernels, m) {
   m.doc() = "onebit's compiled kernels (torch-free). Use onebit.kernels, not this module.";
@@ -35,4 +36,5 @@ NB_MODULE(_kernels, m) {
   register_bitpack(m);
   register_binary(m);
   register_adder(m);
+  register_floatops(m);
 }

@@ -1,0 +1,111 @@
+// Python bindings of the float ops (csrc/floatops): direct conv2d for few input channels, max and
+// average pooling, NHWC float32. onebit.kernels.floatops validates arguments with friendlier
+// messages and allocates the outputs; the checks here guard the C++ side (ValueError).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "floatops/floatops.h"
+
+namespace nb = nanobind;
+namespace fo = onebit::floatops;
+
+namespace {
+
+template <int D>
+using In = nb::ndarray<const float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
+template <int D>
+using Out = nb::ndarray<float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
+
+template <class A>
+void expect_shape(const A& a, std::initializer_list<int64_t> shape, const char* name) {
+  size_t d = 0;
+  for (int64_t s : shape) {
+    if (static_cast<int64_t>(a.shape(d)) != s)
+      throw std::invalid_argument(std::string(name) + " has the wrong shape (dimension " +
+                                  std::to_string(d) + " is " + std::to_string(a.shape(d)) +
+                                  ", expected " + std::to_string(s) + ")");
+    ++d;
+  }
+}
+
+void prepare_conv(fo::PreparedConv* self, In<4> w) {
+  new (self) fo::PreparedConv(w.data(), w.shape(0), w.shape(1), w.shape(2), w.shape(3));
+}
+
+fo::PoolGeometry pool_geometry(const In<4>& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                               int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode) {
+  fo::PoolGeometry g;
+  g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
+  g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
+  g.ceil_mode = ceil_mode;
+  fo::check_pool_geometry(g);
+  return g;
+}
+
+}  // namespace
+
+void register_floatops(nb::module_& m) {
+  nb::class_<fo::PreparedConv>(m, "PreparedFloatConv",
+                               "Float conv filters prepared once for float_conv2d (see "
+                               "onebit.kernels.prepare_float_conv_weight).")
+      .def("__init__", &prepare_conv, nb::arg("w"))
+      .def_prop_ro("shape", [](const fo::PreparedConv& p) {
+        return nb::make_tuple(p.cout(), p.cin(), p.kh(), p.kw());
+      });
+  m.def(
+      "float_conv2d",
+      [](In<4> x, const fo::PreparedConv& w, std::optional<In<1>> bias, float pad_value,
+         Out<4> y, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+         int num_threads) {
+        fo::ConvGeometry g;
+        g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
+        g.cout = w.cout(), g.kh = w.kh(), g.kw = w.kw();
+        g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
+        fo::check_geometry(g);
+        if (w.cin() != g.c)
+          throw std::invalid_argument("the filters have " + std::to_string(w.cin()) +
+                                      " input channels but x has " + std::to_string(g.c));
+        if (bias) expect_shape(*bias, {g.cout}, "bias");
+        expect_shape(y, {g.n, g.oh(), g.ow(), g.cout}, "y");
+        const float* b = bias ? bias->data() : nullptr;
+        nb::gil_scoped_release release;
+        fo::conv2d(x.data(), w, b, pad_value, y.data(), g, num_threads);
+      },
+      nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("pad_value"), nb::arg("y"),
+      nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_h"), nb::arg("pad_w"),
+      nb::arg("dilation_h"), nb::arg("dilation_w"), nb::arg("num_threads"),
+      "Direct float conv2d, NHWC (see onebit.kernels.conv2d_f32; writes y).");
+  m.def(
+      "float_maxpool2d",
+      [](In<4> x, Out<4> y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, int64_t dh, int64_t dw, bool ceil_mode, int num_threads) {
+        const fo::PoolGeometry g = pool_geometry(x, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode);
+        expect_shape(y, {g.n, g.oh(), g.ow(), g.c}, "y");
+        nb::gil_scoped_release release;
+        fo::maxpool2d(x.data(), y.data(), g, num_threads);
+      },
+      nb::arg("x"), nb::arg("y"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"),
+      nb::arg("stride_w"), nb::arg("pad_h"), nb::arg("pad_w"), nb::arg("dilation_h"),
+      nb::arg("dilation_w"), nb::arg("ceil_mode"), nb::arg("num_threads"),
+      "Max pooling, NHWC (see onebit.kernels.maxpool2d_f32; writes y).");
+  m.def(
+      "float_avgpool2d",
+      [](In<4> x, Out<4> y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, bool ceil_mode, bool count_include_pad, int64_t divisor_override,
+         int num_threads) {
+        const fo::PoolGeometry g = pool_geometry(x, kh, kw, sh, sw, ph, pw, 1, 1, ceil_mode);
+        expect_shape(y, {g.n, g.oh(), g.ow(), g.c}, "y");
+        nb::gil_scoped_release release;
+        fo::avgpool2d(x.data(), y.data(), g, count_include_pad, divisor_override, num_threads);
+      },
+      nb::arg("x"), nb::arg("y"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"),
+      nb::arg("stride_w"), nb::arg("pad_h"), nb::arg("pad_w"), nb::arg("ceil_mode"),
+      nb::arg("count_include_pad"), nb::arg("divisor_override"), nb::arg("num_threads"),
+      "Average pooling, NHWC (see onebit.kernels.avgpool2d_f32; writes y).");
+}
