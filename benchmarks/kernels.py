@@ -4,8 +4,10 @@ Bi-Real-18 layer shapes at batch 1, at 1 and 2 threads, side by side in one run.
 Usage:
     python benchmarks/kernels.py [--repeats 30] [--threads 1 2] [--out results.json]
 
-For every shape and thread count, the two kernels run alternately (torch.set_num_threads and
-num_threads set alike) and the medians of the repeats are reported. onebit's input is already
+For every shape and thread count, the kernels run in blocks of back-to-back calls (about 20 ms
+each, after one untimed call), taking turns block by block, with torch.set_num_threads and
+num_threads set alike; a sample is a block's mean time per call, and the medians (and minima) of
+the samples are reported (see benchmarks/_timing.py for why blocks, not single calls). onebit's input is already
 packed (as when binary layers chain with output="bits"), its filters are prepared once
 (prepare_conv_weight, as an inference runtime does at load time; "onebit ms (raw w)" times the
 same call with plain packed filters, packing them on every call), and its output is float32
@@ -30,6 +32,9 @@ import numpy as np
 
 import onebit.kernels as K
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import block_times, summarize  # noqa: E402
+
 # (name, H=W, C_in, C_out, kernel, stride)
 SHAPES = [
     ("56x56x64 3x3 s1", 56, 64, 64, 3, 1),
@@ -43,25 +48,6 @@ SHAPES = [
     ("28x28x128 1x1 s2 ->256", 28, 128, 256, 1, 2),
     ("14x14x256 1x1 s2 ->512", 14, 256, 512, 1, 2),
 ]
-
-
-def _medians(fns, repeats: int, settle_s: float = 0.005) -> list[tuple[float, float]]:
-    """Runs the functions in turn (rotating which goes first) and returns their (median, minimum)
-    times in seconds (on a shared machine noise only adds time, so the minima are steadier). Before each timed call the process sleeps settle_s, so that threads still spinning
-    after the previous call (PyTorch's OpenMP workers, onebit's pool) are idle and do not steal
-    the cores from the next one."""
-    for _ in range(2):
-        for f in fns:
-            f()
-    times: list[list[float]] = [[] for _ in fns]
-    for rep in range(repeats):
-        for j in range(len(fns)):
-            i = (rep + j) % len(fns)
-            time.sleep(settle_s)
-            t0 = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - t0)
-    return [(statistics.median(t), min(t)) for t in times]
 
 
 def effective_cores(seconds: float = 0.05) -> float:
@@ -126,9 +112,9 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
                                  output="float", multiplier=mult, bias=bias, num_threads=t)
 
             with torch.no_grad():
-                (t_torch, m_torch), (t_onebit, m_onebit), (t_raw, _) = _medians(
+                (t_torch, m_torch), (t_onebit, m_onebit), (t_raw, _) = summarize(block_times(
                     [lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
-                     lambda: onebit(prepared), lambda: onebit(wp)], repeats)
+                     lambda: onebit(prepared), lambda: onebit(wp)], repeats))
             rows.append({
                 "shape": name, "threads": t, "torch_ms": t_torch * 1e3, "onebit_ms": t_onebit * 1e3,
                 "onebit_raw_w_ms": t_raw * 1e3, "speedup": t_torch / t_onebit,
@@ -161,7 +147,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
 
 
 def print_table(res: dict) -> None:
-    print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} repeats; "
+    print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} blocks of back-to-back calls; "
           f"cores available to this process before / after: {res['effective_cores'][0]:.2f} / "
           f"{res['effective_cores'][1]:.2f}")
     head = (f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'(raw w)':>8} "
@@ -183,7 +169,7 @@ def print_table(res: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=30, help="timed blocks per kernel")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--shapes", default=None, help="only shapes whose name contains this text")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
