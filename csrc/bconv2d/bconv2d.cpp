@@ -134,7 +134,7 @@ void bconv2d(const uint32_t* x, const uint32_t* w, const BConv2DShape& s, const 
   if (uk == nullptr) return bconv2d_reference(x, w, s, t);
   const int64_t kp = panel_kp(*uk, kwords), n_pad = round_up(s.out_channels, uk->nr);
   uint8_t* w_panel = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * panel_row_bytes(*uk, kp)));
-  pack_panel(*uk, w, kwords, kwords, s.out_channels, n_pad, kp, w_panel);
+  pack_b_panel(*uk, w, kwords, kwords, s.out_channels, n_pad, kp, w_panel);
   std::vector<int32_t> tap_sums;  // only zero padding needs them
   if (s.pad_value == PadValue::Zero && (s.pad_top || s.pad_bottom || s.pad_left || s.pad_right))
     tap_sums = ZeroPaddingCorrection::tap_sums(w, s.out_channels, s.taps(), s.in_channels, uk->row_popcounts);

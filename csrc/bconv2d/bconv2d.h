@@ -25,7 +25,7 @@ void bconv2d(const uint32_t* x, const PreparedFilters& w, const BConv2DShape& s,
              const OutputTransform& t, int num_threads);
 
 // The optimized path for one popcount kernel: w_panel holds the filters packed by uk
-// (pack_panel, rows padded to uk.nr) and tap_sums their per-tap sums (zero_padding.h).
+// (pack_b_panel, rows padded to uk.nr) and tap_sums their per-tap sums (zero_padding.h).
 void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_t* w_panel,
                        const int32_t* tap_sums, const BConv2DShape& s, const OutputTransform& t,
                        int num_threads);

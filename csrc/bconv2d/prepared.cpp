@@ -22,7 +22,7 @@ PreparedFilters::PreparedFilters(const uint32_t* w, int64_t out_channels, int64_
   if (kernel_ == nullptr) return;
   const int64_t kp = panel_kp(*kernel_, kwords), n_pad = round_up(out_channels, kernel_->nr);
   uint8_t* dst = panel_.get(static_cast<size_t>(n_pad * panel_row_bytes(*kernel_, kp)));
-  pack_panel(*kernel_, words_.data(), kwords, kwords, out_channels, n_pad, kp, dst);
+  pack_b_panel(*kernel_, words_.data(), kwords, kwords, out_channels, n_pad, kp, dst);
   tap_sums_ = ZeroPaddingCorrection::tap_sums(words_.data(), out_channels, taps, in_channels,
                                               kernel_->row_popcounts);
 }

@@ -46,7 +46,7 @@ void bgemm_impl(const PopcountKernel& uk, const uint32_t* a, const uint32_t* b, 
   const int64_t m_pad = round_up(m, uk.mr), n_pad = round_up(n, uk.nr);
   if (b_panel == nullptr) {
     uint8_t* packed_b = thread_scratch().b_panel.get(static_cast<size_t>(n_pad * rb));
-    pack_panel(uk, b, kw, kw, n, n_pad, kp, packed_b);
+    pack_b_panel(uk, b, kw, kw, n, n_pad, kp, packed_b);
     b_panel = packed_b;
   }
   const Blocking bl = choose_blocking(uk, m, n, kp, threads);
@@ -92,7 +92,7 @@ PreparedRows::PreparedRows(const uint32_t* b, int64_t n, int64_t k)
   kernel_ = popcount_kernel(isa_, kw_);
   if (kernel_ == nullptr) return;
   const int64_t kp = panel_kp(*kernel_, kw_), n_pad = round_up(n, kernel_->nr);
-  pack_panel(*kernel_, words_.data(), kw_, kw_, n, n_pad, kp,
+  pack_b_panel(*kernel_, words_.data(), kw_, kw_, n, n_pad, kp,
              panel_.get(static_cast<size_t>(n_pad * panel_row_bytes(*kernel_, kp))));
 }
 

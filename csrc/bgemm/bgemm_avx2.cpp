@@ -8,10 +8,12 @@
 // tile pair costs per chunk two vpxor, two vpshufb (table of nibble popcounts) and two vpaddb.
 // Byte counts grow by at most 8 per chunk, so they are widened (vpsadbw) every 31 chunks, before
 // they could pass 255. Rows of at most 4 words use a scalar POPCNT tile on plain panels instead
-// (see popcount_kernel_avx2_short).
+// (see popcount_kernel_avx2_short); rows of 8q + 1 or 8q + 2 words end in a one-word tail that
+// four output pairs share a vector for (see tile_avx2_tail2), instead of a chunk mostly zeros.
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "bgemm/microkernel.h"
 
@@ -48,16 +50,14 @@ inline __m128i row_totals4(const __m256i* acc) {
   return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
 }
 
+// acc[i] = popcount(A row i XOR B row j) for j < 4 over `chunks` 8-word chunks, added to sums[i]
+// (int32 x 4); A row i starts at a + i * a_stride, B row j at b + j * b_stride.
 template <int MR>
-void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
+inline void accumulate_chunks(const uint8_t* a, int64_t a_stride, const uint8_t* b, int64_t b_stride,
+                              int64_t chunks, __m128i* sums) {
   constexpr int NR = 4;
-  const int64_t rb = kp * 8;  // panel bytes per row
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  __m128i sums[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) sums[i] = _mm_setzero_si128();
-  const int64_t chunks = kp / 8;
   for (int64_t k0 = 0; k0 < chunks; k0 += kFlush) {
     const int64_t k1 = k0 + kFlush < chunks ? k0 + kFlush : chunks;
     __m256i acc[MR][NR];
@@ -69,13 +69,13 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
       __m256i alo[MR], ahi[MR];
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        alo[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + i * rb + 64 * k));
-        ahi[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + i * rb + 64 * k + 32));
+        alo[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i * a_stride + 64 * k));
+        ahi[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i * a_stride + 64 * k + 32));
       }
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) {
-        const __m256i blo = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + j * rb + 64 * k));
-        const __m256i bhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + j * rb + 64 * k + 32));
+        const __m256i blo = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + j * b_stride + 64 * k));
+        const __m256i bhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + j * b_stride + 64 * k + 32));
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
           acc[i][j] = _mm256_add_epi8(acc[i][j], _mm256_shuffle_epi8(lut, _mm256_xor_si256(alo[i], blo)));
@@ -86,8 +86,79 @@ void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) sums[i] = _mm_add_epi32(sums[i], row_totals4(acc[i]));
   }
+}
+
+template <int MR>
+void tile_avx2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
+  __m128i sums[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) sums[i] = _mm_setzero_si128();
+  accumulate_chunks<MR>(a, kp * 8, b, kp * 8, kp / 8, sums);
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), sums[i]);
+}
+
+
+// Rows of 8q + 2 words (kp % 8 == 2; rows of 8q + 1 words get a zero word): q chunks as above,
+// then a tail of one 64-bit word. Padding the tail to a whole chunk would spend 12 of every 18
+// words' work on zeros (3x3 convs over 64 channels: 18 words a row); instead the tails of four
+// B rows sit side by side in one vector, and each A row's tail is broadcast against it: one
+// vector step covers the tails of four output pairs.
+//
+// A rows (pack_row_tail2): q nibble-split chunks, then the tail's low nibbles (8 bytes) and high
+// nibbles (8 bytes): kp * 8 bytes. B panels (finish_b_tail2), per group of four rows: the four
+// rows' q chunks one after the other (q * 64 bytes each), then a 64-byte tail block: the four
+// low-nibble tails (32 bytes, row r at byte 8r), then the four high-nibble tails. A group takes
+// 4 * kp * 8 bytes, as four rows do in the plain layout.
+
+void pack_row_tail2(const uint32_t* src, int64_t kp, uint8_t* dst) {
+  const int64_t full = kp / 8;
+  pack_row_avx2(src, full * 8, dst);
+  const uint64_t v = static_cast<uint64_t>(src[kp - 2]) | (static_cast<uint64_t>(src[kp - 1]) << 32);
+  const uint64_t lo = v & 0x0f0f0f0f0f0f0f0full, hi = (v >> 4) & 0x0f0f0f0f0f0f0f0full;
+  std::memcpy(dst + 64 * full, &lo, 8);
+  std::memcpy(dst + 64 * full + 8, &hi, 8);
+}
+
+void finish_b_tail2(uint8_t* panel, int64_t rows, int64_t kp) {
+  const int64_t rb = kp * 8, main = (kp / 8) * 64;
+  std::vector<uint8_t> group(static_cast<size_t>(4 * rb));
+  for (int64_t g = 0; g < rows; g += 4) {
+    uint8_t* p = panel + g * rb;
+    std::memcpy(group.data(), p, group.size());
+    for (int r = 0; r < 4; ++r) {
+      const uint8_t* row = group.data() + r * rb;
+      std::memcpy(p + r * main, row, static_cast<size_t>(main));
+      std::memcpy(p + 4 * main + 8 * r, row + main, 8);            // low nibbles
+      std::memcpy(p + 4 * main + 32 + 8 * r, row + main + 8, 8);  // high nibbles
+    }
+  }
+}
+
+template <int MR>
+void tile_avx2_tail2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
+  const int64_t chunks = kp / 8, ra = kp * 8, main = chunks * 64;
+  __m128i sums[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) sums[i] = _mm_setzero_si128();
+  accumulate_chunks<MR>(a, ra, b, main, chunks, sums);
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i tlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 4 * main));
+  const __m256i thi = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 4 * main + 32));
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    long long lo, hi;
+    std::memcpy(&lo, a + i * ra + main, 8);
+    std::memcpy(&hi, a + i * ra + main + 8, 8);
+    const __m256i x = _mm256_add_epi8(
+        _mm256_shuffle_epi8(lut, _mm256_xor_si256(_mm256_set1_epi64x(lo), tlo)),
+        _mm256_shuffle_epi8(lut, _mm256_xor_si256(_mm256_set1_epi64x(hi), thi)));
+    const __m256i t = _mm256_sad_epu8(x, _mm256_setzero_si256());  // [t0, t1, t2, t3] (64-bit)
+    sums[i] = _mm_add_epi32(sums[i], _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(t, even)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), sums[i]);
+  }
 }
 
 
@@ -111,10 +182,16 @@ void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int6
 }
 
 const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain,
-                                     tile_short<3, 4>, row_popcounts_popcnt, direct_popcnt_x86};
+                                     tile_short<3, 4>, row_popcounts_popcnt, direct_popcnt_x86,
+                                     nullptr};
 
 const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>,
-                                row_popcounts_popcnt, direct_popcnt_x86};
+                                row_popcounts_popcnt, direct_popcnt_x86, nullptr};
+
+// k_align 2: kp = kw rounded up to even, and the kernel is chosen only for kw % 8 in {1, 2}.
+const PopcountKernel kTail2Kernel = {"avx2-mula-3x4-tail2", kMR, kNR, 2, 8, pack_row_tail2,
+                                     tile_avx2_tail2<kMR>, row_popcounts_popcnt, direct_popcnt_x86,
+                                     finish_b_tail2};
 
 }  // namespace
 
@@ -176,5 +253,6 @@ void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t 
 
 const PopcountKernel& popcount_kernel_avx2() { return kKernel; }
 const PopcountKernel& popcount_kernel_avx2_short() { return kShortKernel; }
+const PopcountKernel& popcount_kernel_avx2_tail2() { return kTail2Kernel; }
 
 }  // namespace onebit

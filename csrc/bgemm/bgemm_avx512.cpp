@@ -68,7 +68,7 @@ void tile_avx512(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int
 
 const PopcountKernel kKernel = {"avx512-vpopcntdq-4x4", kMR, kNR, 8, 4, pack_row_plain,
                                 tile_avx512<kMR, kNR>, row_popcounts_popcnt,
-                                direct_popcnt_x86};
+                                direct_popcnt_x86, nullptr};
 
 }  // namespace
 

@@ -55,7 +55,7 @@ void row_popcounts_cnt(const uint32_t* p, int64_t rows, int64_t words_per_row, i
 }
 
 const PopcountKernel kKernel = {"neon-cnt-4x4", kMR, kNR, 4, 4, pack_row_plain, tile_neon<kMR, kNR>,
-                                row_popcounts_cnt, nullptr};
+                                row_popcounts_cnt, nullptr, nullptr};
 
 }  // namespace
 

@@ -29,6 +29,10 @@ struct PopcountKernel {
   // of A, where packing B would cost more than the product.
   void (*direct)(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw, int32_t* c,
                  int64_t ldc);
+  // Optional (nullptr: B panels are laid out like A panels, row by row): rearranges a panel of
+  // `rows` rows (a multiple of nr) packed row by row with pack_row into the kernel's layout for
+  // the B operand (see pack_b_panel in panel.h), in place.
+  void (*finish_b)(uint8_t* panel, int64_t rows, int64_t kp);
 };
 
 // The kernel of an ISA for rows of kw words, or nullptr where that ISA has none here (the
@@ -41,6 +45,10 @@ const PopcountKernel& popcount_kernel_avx2();
 // POPCNT, where a vector tile would spend most of its time on setup and reductions.
 const PopcountKernel& popcount_kernel_avx2_short();
 constexpr int64_t kAvx2ShortMaxWords = 4;
+// For rows of 8q + 1 or 8q + 2 words (q >= 1; e.g. 3x3 convs over 33..64 channels, 18 words):
+// q full chunks, then the last one or two words of four B rows side by side in one vector, so
+// that the tail costs a quarter of a padded chunk (see bgemm_avx2.cpp).
+const PopcountKernel& popcount_kernel_avx2_tail2();
 // The direct (panel-free) path of the AVX2 kernels, XOR + POPCNT on plain rows (also used by
 // the AVX-512 kernel table: every AVX-512 CPU has POPCNT).
 void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw,

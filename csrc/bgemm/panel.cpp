@@ -35,6 +35,12 @@ void pack_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_strid
   if (padded_rows > rows) std::memset(dst + rows * rb, 0, static_cast<size_t>((padded_rows - rows) * rb));
 }
 
+void pack_b_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_stride, int64_t kw,
+                  int64_t rows, int64_t padded_rows, int64_t kp, uint8_t* dst) {
+  pack_panel(uk, src, src_stride, kw, rows, padded_rows, kp, dst);
+  if (uk.finish_b != nullptr) uk.finish_b(dst, padded_rows, kp);
+}
+
 void popcount_block(const PopcountKernel& uk, const uint8_t* a, int64_t m_rows, const uint8_t* b,
                     int64_t n_rows, int64_t kp, int32_t* c, int64_t ldc) {
   const int64_t rb = panel_row_bytes(uk, kp);
@@ -68,7 +74,9 @@ const PopcountKernel* popcount_kernel(Isa isa, int64_t kw) {
 #if defined(ONEBIT_X86)
     case Isa::Avx512: return &popcount_kernel_avx512();
     case Isa::Avx2:
-      return kw <= kAvx2ShortMaxWords ? &popcount_kernel_avx2_short() : &popcount_kernel_avx2();
+      if (kw <= kAvx2ShortMaxWords) return &popcount_kernel_avx2_short();
+      if (kw % 8 == 1 || kw % 8 == 2) return &popcount_kernel_avx2_tail2();
+      return &popcount_kernel_avx2();
 #endif
 #if defined(ONEBIT_ARM64)
     case Isa::Neon: return &popcount_kernel_neon();

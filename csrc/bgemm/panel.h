@@ -46,6 +46,11 @@ inline int64_t panel_row_bytes(const PopcountKernel& uk, int64_t kp) { return kp
 void pack_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_stride, int64_t kw,
                 int64_t rows, int64_t padded_rows, int64_t kp, uint8_t* dst);
 
+// pack_panel for the B operand of uk's tiles: the same, then uk.finish_b where the kernel has one
+// (padded_rows must be a multiple of uk.nr).
+void pack_b_panel(const PopcountKernel& uk, const uint32_t* src, int64_t src_stride, int64_t kw,
+                  int64_t rows, int64_t padded_rows, int64_t kp, uint8_t* dst);
+
 // c[i * ldc + j] = popcount(A row i XOR B row j) for i < m_rows, j < n_rows (multiples of mr and
 // nr). Loops over nr-wide column tiles outside and mr-high row tiles inside, so the B tile stays
 // in L1 while the A block (sized by choose_blocking) streams from L1/L2.

@@ -182,3 +182,23 @@ def test_short_filters_against_torch(isa: str, cin: int, k: int, stride: int) ->
                         padding=k // 2, num_threads=2)
     pads = (k // 2,) * 4
     np.testing.assert_array_equal(out, _torch_conv(x, w, stride, pads, 0.0).astype(np.int32))
+
+
+@pytest.mark.skipif(not optimized_isas(), reason="no optimized kernel family on this CPU")
+@pytest.mark.parametrize("cin", [32, 64, 96, 128, 320])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_resnet_like_layers_equal_torch(cin: int, stride: int) -> None:
+    """3x3 convs whose filter rows end in a one- or two-word tail (32, 64, 320 channels: 9, 18,
+    90 words) or fill whole chunks (96, 128 channels), zero padding, on every optimized ISA."""
+    rng = np.random.default_rng(cin + stride)
+    x = random_pm1(rng, (2, cin, 9, 8))
+    w = random_pm1(rng, (37, cin, 3, 3))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
+                                     padding=1).numpy().transpose(0, 2, 3, 1)
+    xp, wp = K.pack_nchw(x), K.pack_conv_weight(w)
+    for isa in optimized_isas():
+        with K.use_isa(isa):
+            for weights in (wp, K.prepare_conv_weight(wp, in_channels=cin)):
+                got = K.bconv2d(xp, weights, in_channels=cin, stride=stride, padding=1,
+                                num_threads=2)
+                np.testing.assert_array_equal(got, ref.astype(np.int32), err_msg=isa)
