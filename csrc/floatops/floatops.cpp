@@ -65,7 +65,10 @@ PreparedConv::PreparedConv(const float* w, int64_t cout, int64_t cin, int64_t kh
        "PreparedConv: out_channels, in_channels, kernel_h and kernel_w must be >= 1");
   const int64_t taps = kh * kw * cin;
   plain_.assign(static_cast<size_t>(taps * cout), 0.0f);
-  blocked_.assign(static_cast<size_t>(blocks() * taps * kBlock), 0.0f);
+  const int64_t nblocked = blocks() * taps * kBlock;
+  blocked_.reset(static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(nblocked) * 4)));
+  if (!blocked_) throw std::bad_alloc();
+  std::fill(blocked_.get(), blocked_.get() + nblocked, 0.0f);
   for (int64_t o = 0; o < cout; ++o)
     for (int64_t c = 0; c < cin; ++c)
       for (int64_t i = 0; i < kh; ++i)

@@ -8,6 +8,8 @@
 // std::invalid_argument.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "dispatch.h"
@@ -44,14 +46,18 @@ class PreparedConv {
   int64_t kw() const { return kw_; }
   int64_t blocks() const { return (cout_ + kBlock - 1) / kBlock; }
   const float* plain() const { return plain_.data(); }
-  const float* blocked() const { return blocked_.data(); }
+  const float* blocked() const { return blocked_.get(); }  // 64-byte aligned
 
   static constexpr int64_t kBlock = 32;  // output channels per register tile (4 AVX2 vectors)
 
  private:
   int64_t cout_, cin_, kh_, kw_;
   std::vector<float> plain_;    // [kh][kw][C][C_out]
-  std::vector<float> blocked_;  // [blocks][kh][kw][C][kBlock]
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  // [blocks][kh][kw][C][kBlock], 64-byte aligned: a filter vector never straddles cache lines
+  std::unique_ptr<float[], Free> blocked_;
 };
 
 // Direct convolution (see ConvGeometry); bias may be null. g.c, g.cout, g.kh, g.kw must match w.

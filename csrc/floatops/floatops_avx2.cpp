@@ -45,8 +45,24 @@ struct TileArgs {
   int64_t cout;
 };
 
-// y[r, 8 v + l] (+)= sum over taps, for r < R pixels, v < V vectors; `nvalid` channels stored.
+// The taps of one window row: R pixels x V vectors, cn contiguous input floats per column group.
 template <int R, int V>
+inline void tap_run(__m256 (&acc)[R][V], const float* x, const float* w, int64_t px_step,
+                    int64_t cn) {
+  for (int64_t t = 0; t < cn; ++t) {
+    __m256 wv[V];
+    for (int v = 0; v < V; ++v) wv[v] = _mm256_load_ps(w + t * kB + 8 * v);
+    for (int r = 0; r < R; ++r) {
+      const __m256 xb = _mm256_broadcast_ss(x + r * px_step + t);
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(xb, wv[v], acc[r][v]);
+    }
+  }
+}
+
+// y[r, 8 v + l] = bias + sum over taps, for r < R pixels, v < V vectors; `nvalid` channels
+// stored. Contig: dw == 1, so a window row is one run of kw * C floats (two loop levels keep the
+// loop state in registers; a third level made the compiler reload it from the stack).
+template <int R, int V, bool Contig>
 inline void conv_tile(const float* x0, const float* wb, const float* bias, int64_t nvalid,
                       float* y, const TileArgs& a) {
   __m256 acc[R][V];
@@ -54,21 +70,15 @@ inline void conv_tile(const float* x0, const float* wb, const float* bias, int64
     const __m256 b0 = bias ? load_part(bias + 8 * v, nvalid - 8 * v) : _mm256_setzero_ps();
     for (int r = 0; r < R; ++r) acc[r][v] = b0;
   }
-  for (int64_t i = 0; i < a.kh; ++i) {
-    const float* xr = x0 + i * a.row_step;
-    const float* wr = wb + i * a.kwn * a.cn * kB;
-    for (int64_t j = 0; j < a.kwn; ++j) {
-      const float* xj = xr + j * a.jstep;
-      const float* wj = wr + j * a.cn * kB;
-      for (int64_t t = 0; t < a.cn; ++t) {
-        __m256 w[V];
-        for (int v = 0; v < V; ++v) w[v] = _mm256_loadu_ps(wj + t * kB + 8 * v);
-        for (int r = 0; r < R; ++r) {
-          const __m256 xb = _mm256_broadcast_ss(xj + r * a.px_step + t);
-          for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(xb, w[v], acc[r][v]);
-        }
-      }
-    }
+  const int64_t px_step = a.px_step, cn = a.cn, row_step = a.row_step, kh = a.kh;
+  if (Contig) {
+    for (int64_t i = 0; i < kh; ++i)
+      tap_run<R, V>(acc, x0 + i * row_step, wb + i * cn * kB, px_step, cn);
+  } else {
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < a.kwn; ++j)
+        tap_run<R, V>(acc, x0 + i * row_step + j * a.jstep, wb + (i * a.kwn + j) * cn * kB,
+                      px_step, cn);
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) store_part(y + r * a.cout + 8 * v, acc[r][v], nvalid - 8 * v);
@@ -78,9 +88,20 @@ inline void conv_tile(const float* x0, const float* wb, const float* bias, int64
 template <int R, int V>
 void conv_block_row(const float* x0, const float* wb, const float* bias, int64_t nvalid,
                     float* y, int64_t ow, const TileArgs& a) {
+  const bool contig = a.kwn == 1;
   int64_t x = 0;
-  for (; x + R <= ow; x += R) conv_tile<R, V>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
-  for (; x < ow; ++x) conv_tile<1, V>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
+  for (; x + R <= ow; x += R) {
+    if (contig)
+      conv_tile<R, V, true>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
+    else
+      conv_tile<R, V, false>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
+  }
+  for (; x < ow; ++x) {
+    if (contig)
+      conv_tile<1, V, true>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
+    else
+      conv_tile<1, V, false>(x0 + x * a.px_step, wb, bias, nvalid, y + x * a.cout, a);
+  }
 }
 
 }  // namespace
