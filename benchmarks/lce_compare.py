@@ -8,12 +8,16 @@ Keep TensorFlow out of onebit's main virtualenv: use a separate one, e.g.
     /tmp/lce-venv/bin/pip install tensorflow-cpu==2.15.1 larq==0.13.3 larq-compute-engine numpy
     PYTHONPATH=src /tmp/lce-venv/bin/python benchmarks/lce_compare.py --out lce.json
 
-(``PYTHONPATH=src`` finds onebit; its compiled module must be built for that Python version.)
+(``PYTHONPATH=src`` finds onebit's Python code; its compiled module ``onebit/_kernels*.so`` must
+be importable there too, built for that Python version from the same sources: copy the one that
+``make build`` installed into ``.venv/lib/python3.11/site-packages/onebit/`` to the same place in
+the LCE venv, or ``pip install --no-deps .`` into it.)
 
 Each shape becomes a one-layer Keras model (larq ``QuantConv2D`` with ``ste_sign`` input and
 kernel quantizers, ``padding="same"`` with ``pad_values=1.0``, no bias) converted by LCE; the same
 +/-1 weights run through ``onebit.kernels.bconv2d`` with ``pad_value=1.0``. The outputs are
-checked equal first. Timings are medians of alternating runs at 1 and 2 threads, for LCE's default
+checked equal first. Timings are medians over blocks of back-to-back calls, the three taking
+turns block by block (benchmarks/_timing.py), at 1 and 2 threads, for LCE's default
 kernel and its indirect BGEMM; onebit is timed from float NHWC input (packing included) so both
 do the same work, with its filters prepared once as LCE's are.
 """
@@ -22,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import block_times, summarize  # noqa: E402
 
 SHAPES = [(56, 64, 64), (28, 128, 128), (14, 256, 256), (7, 512, 512)]  # (H=W, C_in, C_out), 3x3 s1
 
@@ -40,19 +45,6 @@ def _load_lce():
     except ImportError as exc:
         return None, None, str(exc)
     return lce, tf, None
-
-
-def _median_alternating(fns, repeats: int) -> list[float]:
-    for f in fns:
-        f()
-        f()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def run(repeats: int, threads: list[int]) -> dict:
@@ -93,7 +85,7 @@ def run(repeats: int, threads: list[int]) -> dict:
             fns = [lambda: interp["lce"].interpreter.predict([x]),
                    lambda: interp["lce_indirect"].interpreter.predict([x]),
                    lambda: onebit_conv(t)]
-            t_lce, t_ind, t_ob = _median_alternating(fns, repeats)
+            (t_lce, _), (t_ind, _), (t_ob, _) = summarize(block_times(fns, repeats))
             rows.append({"shape": f"{hw}x{hw}x{cin}->{cout} 3x3", "threads": t, "lce_ms": t_lce * 1e3,
                          "lce_indirect_ms": t_ind * 1e3, "onebit_ms": t_ob * 1e3,
                          "speedup_vs_best_lce": min(t_lce, t_ind) / t_ob})
@@ -113,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({res['skipped']})")
         return 0
     print(f"LCE {res['lce_version']} (TensorFlow {res['tensorflow']}) vs onebit ({res['onebit_isa']}), "
-          f"medians of {res['repeats']}")
+          f"medians of {res['repeats']} blocks of back-to-back calls")
     print(f"{'shape':<24} {'thr':>3} {'LCE ms':>8} {'LCE ind ms':>10} {'onebit ms':>10} {'vs best':>8}")
     for r in res["rows"]:
         print(f"{r['shape']:<24} {r['threads']:>3} {r['lce_ms']:>8.3f} {r['lce_indirect_ms']:>10.3f} "
