@@ -1,10 +1,13 @@
 """Float ops of the runtime, on NHWC float32 feature maps (``[N, F]`` for vectors): NumPy, and
-onebit's float AdderNet kernel.
+onebit's compiled float kernels (AdderNet, the direct conv2d, max and average pooling).
 
 Each function is pure: it allocates its output and never writes to its inputs or to shared state,
-so one model can run from several threads at once. Convolutions use im2col (a strided view of the
-padded input, copied in chunks of bounded size) and one matmul; PyTorch's semantics are followed
-for output sizes, ``ceil_mode``, ``count_include_pad`` and adaptive windows.
+so one model can run from several threads at once. Convolutions with few input channels (a float
+stem, groups 1, ``C_in <= DIRECT_CONV_MAX_CHANNELS``) run onebit's direct conv kernel
+(:func:`onebit.kernels.conv2d_f32`); the others use im2col (a strided view of the padded input,
+copied in chunks of bounded size) and one matmul. Pools run onebit's kernels whenever PyTorch
+would accept the window (padding at most half the kernel), NumPy otherwise. PyTorch's semantics are
+followed for output sizes, ``ceil_mode``, ``count_include_pad`` and adaptive windows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "avgpool2d",
     "conv2d",
     "conv_weight_matrix",
+    "direct_conv_weight",
     "flatten",
     "kbit",
     "maxpool2d",
@@ -28,6 +32,7 @@ __all__ = [
 ]
 
 _CHUNK_ELEMENTS = 1 << 19  # im2col rows are built in chunks of ~2 MB (they stay in cache)
+DIRECT_CONV_MAX_CHANNELS = 4  # conv2d runs the direct kernel up to this many input channels
 
 
 def window_out(size: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False) -> int:
@@ -99,11 +104,28 @@ def _row_chunks(n: int, ho: int, row_elements: int):
             yield i, r, min(ho, r + rows)
 
 
-def conv2d(x: np.ndarray, wmat: np.ndarray, bias: np.ndarray | None, kernel: tuple[int, int],
-           stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
-           groups: int, pad_value: float) -> np.ndarray:
+def direct_conv_weight(weight: np.ndarray, groups: int) -> kernels.PreparedFloatConvWeight | None:
+    """``weight`` ``[O, C/g, kh, kw]`` prepared for the direct conv kernel if :func:`conv2d` should
+    run it (groups 1 and at most ``DIRECT_CONV_MAX_CHANNELS`` input channels), else ``None``."""
+    if groups != 1 or weight.shape[1] > DIRECT_CONV_MAX_CHANNELS:
+        return None
+    return kernels.prepare_float_conv_weight(np.ascontiguousarray(weight, dtype=np.float32))
+
+
+def conv2d(x: np.ndarray, wmat: np.ndarray | None, bias: np.ndarray | None,
+           kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+           dilation: tuple[int, int], groups: int, pad_value: float,
+           direct: kernels.PreparedFloatConvWeight | None = None,
+           num_threads: int | None = None) -> np.ndarray:
     """Float cross-correlation, NHWC in and out; ``wmat`` is ``conv_weight_matrix(w)`` per group
-    stacked as ``[groups, kh*kw*C/g, O/g]``. The input is padded with ``pad_value``."""
+    stacked as ``[groups, kh*kw*C/g, O/g]``. The input is padded with ``pad_value``. With
+    ``direct`` (from :func:`direct_conv_weight`) onebit's direct kernel runs instead, on
+    ``num_threads`` threads, and ``wmat`` is not needed."""
+    if direct is not None:
+        b = None if bias is None else np.asarray(bias, dtype=np.float32)
+        return kernels.conv2d_f32(np.ascontiguousarray(x, dtype=np.float32), direct, b,
+                                  stride=stride, padding=padding, dilation=dilation,
+                                  pad_value=pad_value, num_threads=num_threads)
     n, h, w, c = x.shape
     kh, kw = kernel
     ho = window_out(h, kh, stride[0], padding[0], dilation[0])
@@ -149,10 +171,22 @@ def adder_int8(x: np.ndarray, weight_q: np.ndarray, scale: np.float32, stride: t
                               multiplier=multiplier, bias=bias, num_threads=num_threads)
 
 
+def _torch_window(kernel: tuple[int, int], padding: tuple[int, int],
+                  dilation: tuple[int, int]) -> bool:
+    """Whether PyTorch accepts the padding (at most half the effective kernel): the windows
+    onebit's pool kernels take."""
+    return all(2 * p <= d * (k - 1) + 1 for k, p, d in zip(kernel, padding, dilation))
+
+
 def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-              padding: tuple[int, int], dilation: tuple[int, int], ceil_mode: bool) -> np.ndarray:
-    """Max over each window; padding never wins (it is -inf), as in ``torch.nn.MaxPool2d``."""
+              padding: tuple[int, int], dilation: tuple[int, int], ceil_mode: bool,
+              num_threads: int | None = None) -> np.ndarray:
+    """Max over each window; padding never wins (it is -inf), as in ``torch.nn.MaxPool2d``.
+    onebit's kernel and the NumPy fallback give identical bits."""
     n, h, w, c = x.shape
+    if _torch_window(kernel, padding, dilation) and x.dtype == np.float32 and x.size:
+        return kernels.maxpool2d_f32(np.ascontiguousarray(x), kernel, stride, padding, dilation,
+                                     bool(ceil_mode), num_threads=num_threads)
     ho = window_out(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
     wo = window_out(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
@@ -180,9 +214,15 @@ def _avg_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool
 
 def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
               padding: tuple[int, int], ceil_mode: bool, count_include_pad: bool,
-              divisor_override: int | None) -> np.ndarray:
-    """Mean over each window with ``torch.nn.AvgPool2d``'s divisor rule."""
+              divisor_override: int | None, num_threads: int | None = None) -> np.ndarray:
+    """Mean over each window with ``torch.nn.AvgPool2d``'s divisor rule (onebit's kernel sums in
+    PyTorch's order; the NumPy fallback agrees to float rounding)."""
     n, h, w, c = x.shape
+    if _torch_window(kernel, padding, (1, 1)) and x.dtype == np.float32 and x.size and \
+            (divisor_override is None or divisor_override >= 1):
+        return kernels.avgpool2d_f32(np.ascontiguousarray(x), kernel, stride, padding,
+                                     bool(ceil_mode), bool(count_include_pad), divisor_override,
+                                     num_threads=num_threads)
     ho = window_out(h, kernel[0], stride[0], padding[0], 1, ceil_mode)
     wo = window_out(w, kernel[1], stride[1], padding[1], 1, ceil_mode)
     total = None

@@ -67,12 +67,13 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int |
         groups = a["groups"]
         weight = _float_weight(graph, node, a["in_channels"] // groups)
         o_g = a["out_channels"] // groups
-        wmat = np.stack([float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g])
-                         for g in range(groups)])
         kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
         pad_value = float(a["pad_value"])
+        direct = float_ops.direct_conv_weight(weight, groups)
+        wmat = None if direct is not None else np.stack(
+            [float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g]) for g in range(groups)])
         return lambda xs, nt: float_ops.conv2d(xs[0], wmat, bias, kernel, stride, padding,
-                                               dilation, groups, pad_value)
+                                               dilation, groups, pad_value, direct, nt)
     if op == "linear":
         wt = np.ascontiguousarray(_float_weight(graph, node, a["in_features"]).T)
         if bias is None:
@@ -122,11 +123,12 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int |
     if op == "maxpool2d":
         kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
         return lambda xs, nt: float_ops.maxpool2d(xs[0], kernel, stride, padding, dilation,
-                                                  a["ceil_mode"])
+                                                  a["ceil_mode"], nt)
     if op == "avgpool2d":
         kernel, stride, padding = _pairs(a, "kernel", "stride", "padding")
         return lambda xs, nt: float_ops.avgpool2d(xs[0], kernel, stride, padding, a["ceil_mode"],
-                                                  a["count_include_pad"], a["divisor_override"])
+                                                  a["count_include_pad"], a["divisor_override"],
+                                                  nt)
     if op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
         size, mode = tuple(a["output_size"]), op[len("adaptive_"):-len("pool2d")]
         return lambda xs, nt: float_ops.adaptive_pool2d(xs[0], size, mode)
