@@ -64,9 +64,35 @@ void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_
     case OutputKind::Float: {
       float* out = static_cast<float*>(t.out);
       const AffineRow row_fn = pick_affine(t.row_scale != nullptr, m != nullptr, b != nullptr);
+      if (t.residual == nullptr && t.sign_out == nullptr) {
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t r = row0 + i;
+          row_fn(acc + i * ld, cols, t.row_scale ? t.row_scale[r] : 1.0f, m, b, out + r * ch + col0);
+        }
+        return;
+      }
+      // In chunks through a stack buffer, so that residual may be the output itself.
+      const int64_t words = (ch + 31) / 32;
+      float v[kChunk];
+      uint8_t f[kChunk];
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t r = row0 + i;
-        row_fn(acc + i * ld, cols, t.row_scale ? t.row_scale[r] : 1.0f, m, b, out + r * ch + col0);
+        float* o = out + r * ch + col0;
+        const float* q = t.residual ? t.residual + r * ch + col0 : nullptr;
+        for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
+          const int64_t n = cols - j0 < kChunk ? cols - j0 : kChunk;
+          row_fn(acc + i * ld + j0, n, t.row_scale ? t.row_scale[r] : 1.0f, m ? m + j0 : nullptr,
+                 b ? b + j0 : nullptr, v);
+          if (q) {
+            for (int64_t j = 0; j < n; ++j) v[j] = v[j] + q[j0 + j];
+          }
+          for (int64_t j = 0; j < n; ++j) o[j0 + j] = v[j];
+          if (t.sign_out) {
+            for (int64_t j = 0; j < n; ++j) f[j] = v[j] < 0.0f;
+            uint32_t* so = t.sign_out + r * words + (col0 + j0) / 32;
+            for (int64_t w = 0; w < n; w += 32) so[w / 32] = pack_flags(f + w, n - w < 32 ? n - w : 32);
+          }
+        }
       }
       return;
     }

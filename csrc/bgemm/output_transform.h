@@ -6,8 +6,11 @@
 // (= K - 2 * popcount(a XOR b), with the zero-padding correction already applied for convs).
 //
 //   Int32: out[r, c] = acc                                   (int32 [rows, channels])
-//   Float: out[r, c] = ((float(acc) * row_scale[r]) * multiplier[c]) + bias[c]
+//   Float: out[r, c] = (((float(acc) * row_scale[r]) * multiplier[c]) + bias[c]) + residual[r, c]
 //                                                            (float32 [rows, channels])
+//          and, where sign_out is given, also the signs of those values packed as for Bits:
+//          bit (r, c) = 1 iff out[r, c] < 0 (uint32 [rows, words_for(channels)]), the input a
+//          following binary layer needs (a residual block's output: Bi-Real Net).
 //   Bits:  v = the Float value above (float(acc) itself when row_scale, multiplier and bias are
 //          all absent);
 //          bit (r, c) = 1 (i.e. -1) iff v < thresholds[c], or iff v > thresholds[c] where flip[c]
@@ -32,12 +35,14 @@ struct OutputTransform {
   const float* bias = nullptr;         // [channels]
   const float* thresholds = nullptr;   // [channels], required for Bits
   const uint8_t* flip = nullptr;       // [channels]
+  const float* residual = nullptr;     // [rows, channels], Float only (may be the same as out)
+  uint32_t* sign_out = nullptr;        // [rows, words_for(channels)], Float only
   void* out = nullptr;                 // see the table above
 };
 
 // Applies the transform to acc[i * ld + j] for i < rows, j < cols, which hold the accumulators of
-// output rows row0 + i and channels col0 + j. For Bits, col0 must be a multiple of 32 and
-// col0 + cols a multiple of 32 or equal to channels (each call writes whole words).
+// output rows row0 + i and channels col0 + j. For Bits and sign_out, col0 must be a multiple of
+// 32 and col0 + cols a multiple of 32 or equal to channels (each call writes whole words).
 void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
                             int64_t rows, int64_t col0, int64_t cols);
 

@@ -22,6 +22,7 @@ using WordsIn = nb::ndarray<const uint32_t, nb::c_contig, nb::device::cpu>;
 using FloatIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using BoolIn = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
 using AnyOut = nb::ndarray<nb::c_contig, nb::device::cpu>;
+using WordsOut = nb::ndarray<uint32_t, nb::c_contig, nb::device::cpu>;
 
 void need(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(what);
@@ -31,7 +32,8 @@ void need(bool ok, const char* what) {
 onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, int64_t channels,
                                        const FloatIn& row_scale, const FloatIn& multiplier,
                                        const FloatIn& bias, const FloatIn& thresholds,
-                                       const BoolIn& flip, AnyOut& out) {
+                                       const BoolIn& flip, const FloatIn& residual,
+                                       WordsOut& sign_out, AnyOut& out) {
   onebit::OutputTransform t;
   t.channels = channels;
   auto vec = [&](const FloatIn& a, int64_t n, const char* msg) -> const float* {
@@ -48,6 +50,14 @@ onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, in
     t.flip = flip.data();
   }
   t.out = out.data();
+  if (residual.is_valid() || sign_out.is_valid())
+    need(kind == "float", "residual and sign bits apply only to the float output");
+  t.residual = vec(residual, rows * channels, "residual size mismatch");
+  if (sign_out.is_valid()) {
+    need(static_cast<int64_t>(sign_out.size()) == rows * onebit::words_for(channels),
+         "sign bits must be uint32 [rows, words(channels)]");
+    t.sign_out = sign_out.data();
+  }
   if (kind == "int32") {
     t.kind = onebit::OutputKind::Int32;
     need(out.dtype() == nb::dtype<int32_t>() && static_cast<int64_t>(out.size()) == rows * channels,
@@ -71,11 +81,12 @@ onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, in
 template <class Rows>
 void bgemm_any(WordsIn a, const Rows& b, int64_t m, int64_t n, int64_t k, const std::string& kind,
                FloatIn row_scale, FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip,
-               AnyOut out, int num_threads) {
+               FloatIn residual, WordsOut sign_out, AnyOut out, int num_threads) {
   need(m >= 1 && n >= 1 && k >= 1, "bgemm: m, n and k must be >= 1");
   const int64_t kw = onebit::words_for(k);
   need(static_cast<int64_t>(a.size()) == m * kw, "bgemm: a size does not match [m, words(k)]");
-  const onebit::OutputTransform t = make_transform(kind, m, n, row_scale, multiplier, bias, thresholds, flip, out);
+  const onebit::OutputTransform t = make_transform(kind, m, n, row_scale, multiplier, bias, thresholds, flip, residual,
+                                                     sign_out, out);
   if constexpr (std::is_same_v<Rows, WordsIn>) {
     need(static_cast<int64_t>(b.size()) == n * kw, "bgemm: b size does not match [n, words(k)]");
     nb::gil_scoped_release release;
@@ -99,8 +110,8 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
                 int64_t out_channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
                 int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
                 int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
-                FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, AnyOut out,
-                int num_threads) {
+                FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, FloatIn residual,
+                WordsOut sign_out, AnyOut out, int num_threads) {
   onebit::BConv2DShape s;
   s.batch = batch;
   s.in_h = in_h;
@@ -121,7 +132,8 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
   need(static_cast<int64_t>(x.size()) == batch * in_h * in_w * s.in_words(),
        "bconv2d: x size does not match [batch, in_h, in_w, words(in_channels)]");
   const onebit::OutputTransform t =
-      make_transform(kind, s.out_pixels(), out_channels, k_map, multiplier, bias, thresholds, flip, out);
+      make_transform(kind, s.out_pixels(), out_channels, k_map, multiplier, bias, thresholds, flip,
+                     residual, sign_out, out);
   if constexpr (std::is_same_v<Filters, WordsIn>) {
     need(static_cast<int64_t>(w.size()) == out_channels * s.filter_words(),
          "bconv2d: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
@@ -147,7 +159,7 @@ void prepare_filters(onebit::PreparedFilters* self, WordsIn w, int64_t out_chann
 void register_binary(nb::module_& m) {
   m.def("bgemm", &bgemm_any<WordsIn>, nb::arg("a"), nb::arg("b"), nb::arg("m"), nb::arg("n"),
         nb::arg("k"), nb::arg("output"), nb::arg("row_scale").none(), nb::arg("multiplier").none(),
-        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
+        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("residual").none(), nb::arg("sign_out").none(), nb::arg("out"),
         nb::arg("num_threads"), "Binary GEMM (see onebit.kernels.bgemm).");
   nb::class_<onebit::PreparedRows>(m, "PreparedRows",
                                    "Rows of B packed once for bgemm (see onebit.kernels.prepare_gemm_weight).")
@@ -156,7 +168,7 @@ void register_binary(nb::module_& m) {
   m.def("bgemm_prepared", &bgemm_any<onebit::PreparedRows>, nb::arg("a"), nb::arg("b"), nb::arg("m"),
         nb::arg("n"), nb::arg("k"), nb::arg("output"), nb::arg("row_scale").none(),
         nb::arg("multiplier").none(), nb::arg("bias").none(), nb::arg("thresholds").none(),
-        nb::arg("flip").none(), nb::arg("out"), nb::arg("num_threads"),
+        nb::arg("flip").none(), nb::arg("residual").none(), nb::arg("sign_out").none(), nb::arg("out"), nb::arg("num_threads"),
         "Binary GEMM with prepared rows of B (see onebit.kernels.bgemm).");
   nb::class_<onebit::PreparedFilters>(m, "PreparedFilters",
                                       "Conv filters packed once for bconv2d (see onebit.kernels.prepare_conv_weight).")
@@ -169,13 +181,13 @@ void register_binary(nb::module_& m) {
         nb::arg("stride_w"), nb::arg("pad_top"), nb::arg("pad_bottom"), nb::arg("pad_left"),
         nb::arg("pad_right"), nb::arg("pad_value"), nb::arg("output"), nb::arg("k_map").none(),
         nb::arg("multiplier").none(), nb::arg("bias").none(), nb::arg("thresholds").none(),
-        nb::arg("flip").none(), nb::arg("out"), nb::arg("num_threads"),
+        nb::arg("flip").none(), nb::arg("residual").none(), nb::arg("sign_out").none(), nb::arg("out"), nb::arg("num_threads"),
         "Binary conv2d with prepared filters (see onebit.kernels.bconv2d).");
   m.def("bconv2d", &bconv2d_any<WordsIn>, nb::arg("x"), nb::arg("w"), nb::arg("batch"), nb::arg("in_h"),
         nb::arg("in_w"), nb::arg("in_channels"), nb::arg("out_channels"), nb::arg("kernel_h"),
         nb::arg("kernel_w"), nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_top"),
         nb::arg("pad_bottom"), nb::arg("pad_left"), nb::arg("pad_right"), nb::arg("pad_value"),
         nb::arg("output"), nb::arg("k_map").none(), nb::arg("multiplier").none(),
-        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("out"),
+        nb::arg("bias").none(), nb::arg("thresholds").none(), nb::arg("flip").none(), nb::arg("residual").none(), nb::arg("sign_out").none(), nb::arg("out"),
         nb::arg("num_threads"), "Binary conv2d over packed NHWC (see onebit.kernels.bconv2d).");
 }

@@ -202,3 +202,42 @@ def test_resnet_like_layers_equal_torch(cin: int, stride: int) -> None:
                 got = K.bconv2d(xp, weights, in_channels=cin, stride=stride, padding=1,
                                 num_threads=2)
                 np.testing.assert_array_equal(got, ref.astype(np.int32), err_msg=isa)
+
+
+@pytest.mark.parametrize("isa", all_isas())
+@pytest.mark.parametrize("cout", [5, 64, 70])
+def test_residual_and_sign_bits_equal_separate_ops(isa: str, cout: int) -> None:
+    """A residual block in one pass: float output + residual, and the packed signs of the sum,
+    equal to the float output, then a NumPy add, then pack_bits, bit for bit."""
+    rng = np.random.default_rng(cout)
+    x = random_pm1(rng, (2, 40, 7, 6))
+    w = random_pm1(rng, (cout, 40, 3, 3))
+    xp, wp = K.pack_nchw(x), K.pack_conv_weight(w)
+    mult = rng.uniform(-0.02, 0.02, cout).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, cout).astype(np.float32)
+    residual = rng.standard_normal((2, 7, 6, cout)).astype(np.float32)
+    residual[0, 0, 0, :3] = [0.0, -0.0, -1e-30]  # signs of zero / tiny values
+    with K.use_isa(isa):
+        y = K.bconv2d(xp, wp, in_channels=40, padding=1, output="float", multiplier=mult,
+                      bias=bias)
+        expect = y + residual
+        got, bits = K.bconv2d(xp, K.prepare_conv_weight(wp, in_channels=40), in_channels=40,
+                              padding=1, output="float", multiplier=mult, bias=bias,
+                              residual=residual, return_sign_bits=True, num_threads=2)
+        only_bits = K.bconv2d(xp, wp, in_channels=40, padding=1, output="float",
+                              multiplier=mult, bias=bias, return_sign_bits=True)[1]
+    np.testing.assert_array_equal(got, expect)
+    np.testing.assert_array_equal(bits, K.pack_bits(expect))
+    np.testing.assert_array_equal(only_bits, K.pack_bits(y))
+
+
+def test_residual_errors() -> None:
+    rng = np.random.default_rng(0)
+    xp = K.pack_nchw(random_pm1(rng, (1, 8, 4, 4)))
+    wp = K.pack_conv_weight(random_pm1(rng, (3, 8, 3, 3)))
+    with pytest.raises(ValueError, match="only to output='float'"):
+        K.bconv2d(xp, wp, in_channels=8, residual=np.zeros((1, 2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        K.bconv2d(xp, wp, in_channels=8, output="float", residual=np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.raises(TypeError, match="residual must have dtype float32"):
+        K.bconv2d(xp, wp, in_channels=8, output="float", residual=np.zeros((1, 2, 2, 3)))

@@ -274,7 +274,7 @@ def bgemm(a_packed: np.ndarray, b_packed: np.ndarray | PreparedGemmWeight, k: in
     out = _alloc(output, (m,), n)
     run = _kernels.bgemm if prepared is None else _kernels.bgemm_prepared
     run(a, b if prepared is None else prepared._impl, m, n, k, output, extra["k_map"],
-        extra["multiplier"], extra["bias"], extra["thresholds"], extra["flip"], out,
+        extra["multiplier"], extra["bias"], extra["thresholds"], extra["flip"], None, None, out,
         resolve_threads(num_threads))
     return out
 
@@ -282,7 +282,8 @@ def bgemm(a_packed: np.ndarray, b_packed: np.ndarray | PreparedGemmWeight, k: in
 def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, in_channels: int, stride: Any = 1,
             padding: Any = 0, pad_value: float = 0.0, output: str = "int32", multiplier: Any = None,
             bias: Any = None, k_map: Any = None, thresholds: Any = None, flip: Any = None,
-            num_threads: int | None = None) -> np.ndarray:
+            residual: Any = None, return_sign_bits: bool = False,
+            num_threads: int | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Binary 2-D convolution (cross-correlation, as ``F.conv2d``) over packed NHWC activations.
 
     Args:
@@ -300,6 +301,12 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
         multiplier, bias: ``[C_out]`` per-channel scale and offset (float / bits).
         k_map: float32 ``[N, Ho, Wo]``: XNOR-Net's K map, multiplied per output position.
         thresholds, flip: ``[C_out]`` (bits only; :func:`sign_thresholds` builds them).
+        residual: float32 ``[N, Ho, Wo, C_out]`` added last to the float output (a residual
+            block's shortcut: ``y = (acc * multiplier + bias) + residual``, one rounding per
+            operation, exactly what adding the two arrays afterwards gives).
+        return_sign_bits: float output only: also return the signs of ``y`` packed as
+            ``pack_bits(y)`` (uint32 ``[N, Ho, Wo, ceil(C_out / 32)]``, bit 1 iff ``y < 0``), the
+            input of a following binary layer, from the same pass: ``(y, bits)``.
         num_threads: threads to use (default :func:`onebit.kernels.default_num_threads`).
 
     ``acc = sum_{ky, kx, c} x[n, oy*sh - top + ky, ox*sw - left + kx, c] * w[o, ky, kx, c]`` over
@@ -342,9 +349,20 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
     ho = (h + top + bottom - kh) // sh + 1
     wo = (wd + left + right - kw) // sw + 1
     extra = _transform_args(output, cout, (n, ho, wo), k_map, multiplier, bias, thresholds, flip)
+    res = sign = None
+    if residual is not None or return_sign_bits:
+        if output != "float":
+            raise ValueError("residual and return_sign_bits apply only to output='float'")
+        if residual is not None:
+            res = require_array(residual, "residual", np.float32)
+            if res.shape != (n, ho, wo, cout):
+                raise ValueError(f"residual must have the output's shape {(n, ho, wo, cout)}, got "
+                                 f"{res.shape}")
+        if return_sign_bits:
+            sign = np.empty((n, ho, wo, words_for(cout)), dtype=np.uint32)
     out = _alloc(output, (n, ho, wo), cout)
     run = _kernels.bconv2d if prepared is None else _kernels.bconv2d_prepared
     run(x, w if prepared is None else prepared._impl, n, h, wd, cin, cout, kh, kw, sh, sw, top, bottom,
         left, right, pad_code, output, extra["k_map"], extra["multiplier"], extra["bias"],
-        extra["thresholds"], extra["flip"], out, resolve_threads(num_threads))
-    return out
+        extra["thresholds"], extra["flip"], res, sign, out, resolve_threads(num_threads))
+    return (out, sign) if return_sign_bits else out
