@@ -5,6 +5,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace onebit {
 namespace {
 
@@ -47,6 +51,27 @@ inline uint32_t pack_flags(const uint8_t* f, int64_t n) {
   return word;
 }
 
+// words[w] bit j = (v[32 w + j] < 0) for the n values (the tail of the last word 0).
+void pack_negative(const float* v, int64_t n, uint32_t* words) {
+  int64_t j = 0;
+#if defined(__SSE2__)
+  const __m128 zero = _mm_setzero_ps();
+  for (; j + 32 <= n; j += 32) {
+    uint32_t word = 0;
+    for (int q = 0; q < 8; ++q)
+      word |= static_cast<uint32_t>(_mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(v + j + 4 * q), zero)))
+              << (4 * q);
+    words[j / 32] = word;
+  }
+#endif
+  for (; j < n; j += 32) {
+    uint32_t word = 0;
+    const int64_t end = n - j < 32 ? n - j : 32;
+    for (int64_t b = 0; b < end; ++b) word |= static_cast<uint32_t>(v[j + b] < 0.0f) << b;
+    words[j / 32] = word;
+  }
+}
+
 }  // namespace
 
 void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
@@ -64,35 +89,16 @@ void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_
     case OutputKind::Float: {
       float* out = static_cast<float*>(t.out);
       const AffineRow row_fn = pick_affine(t.row_scale != nullptr, m != nullptr, b != nullptr);
-      if (t.residual == nullptr && t.sign_out == nullptr) {
-        for (int64_t i = 0; i < rows; ++i) {
-          const int64_t r = row0 + i;
-          row_fn(acc + i * ld, cols, t.row_scale ? t.row_scale[r] : 1.0f, m, b, out + r * ch + col0);
-        }
-        return;
-      }
-      // In chunks through a stack buffer, so that residual may be the output itself.
       const int64_t words = (ch + 31) / 32;
-      float v[kChunk];
-      uint8_t f[kChunk];
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t r = row0 + i;
         float* o = out + r * ch + col0;
-        const float* q = t.residual ? t.residual + r * ch + col0 : nullptr;
-        for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
-          const int64_t n = cols - j0 < kChunk ? cols - j0 : kChunk;
-          row_fn(acc + i * ld + j0, n, t.row_scale ? t.row_scale[r] : 1.0f, m ? m + j0 : nullptr,
-                 b ? b + j0 : nullptr, v);
-          if (q) {
-            for (int64_t j = 0; j < n; ++j) v[j] = v[j] + q[j0 + j];
-          }
-          for (int64_t j = 0; j < n; ++j) o[j0 + j] = v[j];
-          if (t.sign_out) {
-            for (int64_t j = 0; j < n; ++j) f[j] = v[j] < 0.0f;
-            uint32_t* so = t.sign_out + r * words + (col0 + j0) / 32;
-            for (int64_t w = 0; w < n; w += 32) so[w / 32] = pack_flags(f + w, n - w < 32 ? n - w : 32);
-          }
+        row_fn(acc + i * ld, cols, t.row_scale ? t.row_scale[r] : 1.0f, m, b, o);
+        if (t.residual) {
+          const float* q = t.residual + r * ch + col0;
+          for (int64_t j = 0; j < cols; ++j) o[j] = o[j] + q[j];
         }
+        if (t.sign_out) pack_negative(o, cols, t.sign_out + r * words + col0 / 32);
       }
       return;
     }

@@ -35,7 +35,7 @@ struct OutputTransform {
   const float* bias = nullptr;         // [channels]
   const float* thresholds = nullptr;   // [channels], required for Bits
   const uint8_t* flip = nullptr;       // [channels]
-  const float* residual = nullptr;     // [rows, channels], Float only (may be the same as out)
+  const float* residual = nullptr;     // [rows, channels], Float only (not the same memory as out)
   uint32_t* sign_out = nullptr;        // [rows, words_for(channels)], Float only
   void* out = nullptr;                 // see the table above
 };

@@ -81,14 +81,23 @@ class BinaryArgs:
         return cls(bits, n, attrs["output"], transform, **conv)
 
 
-def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
+def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None,
+            residual: np.ndarray | None = None,
+            return_sign_bits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Binary conv of ``sign(x)`` (NHWC float, or already packed uint32) with the node's weights;
-    returns NHWC float32 or packed bits per the output transform."""
+    returns NHWC float32 or packed bits per the output transform. A float output may take a
+    ``residual`` added last and also return its packed signs (``(y, bits)``), see
+    :func:`onebit.kernels.bconv2d`."""
     k_map = xnor_k_map(x, args.kernel, args.stride, args.padding) if args.xnor_k else None
     bits = x if x.dtype == np.uint32 else pack_signs(x)
+    extra = {}
+    if residual is not None:
+        extra["residual"] = np.ascontiguousarray(residual, dtype=np.float32)
+    if return_sign_bits:
+        extra["return_sign_bits"] = True
     return kernels.bconv2d(bits, args.weight_bits, in_channels=args.n, stride=args.stride,
                            padding=args.padding, pad_value=args.pad_value, output=args.output,
-                           k_map=k_map, num_threads=num_threads, **args.transform)
+                           k_map=k_map, num_threads=num_threads, **args.transform, **extra)
 
 
 def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:

@@ -3,7 +3,9 @@
 ``Model`` prepares every op once (weight matrices for im2col, binary filters for the kernels) and
 keeps only read-only state, so ``model(x)`` may run from several threads at once: each call keeps
 its activations in its own local dict, frees each value after its last use, and lets elementwise
-ops (add, relu, clip, BatchNorm) overwrite an activation of its own at that last use.
+ops (add, relu, clip, BatchNorm) overwrite an activation of its own at that last use. The nodes
+run as the steps of :func:`onebit.runtime.plan.plan`, which fuses a binary conv with the residual
+add after it and packs signs where they are made (identical results; ``fuse=False`` turns it off).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from onebit.runtime import binary_ops, float_ops
 from onebit.runtime.container import read_container, write_container
 from onebit.runtime.errors import FormatError
 from onebit.runtime.graph import Graph, Node, ValueInfo
+from onebit.runtime.plan import Step, plan
 from onebit.runtime.schema import graph_from_document, graph_to_document
 
 __all__ = ["Model", "load", "load_graph", "save_graph"]
@@ -55,7 +58,20 @@ def _inplace(op: str, a: dict[str, Any], tensors: dict[str, np.ndarray], r: int)
     return None
 
 
-def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int | None) -> _Op:
+def _compile_step(graph: Graph, step: Step, infos: dict[str, ValueInfo],
+                  reuse: int | None) -> _Op:
+    if not step.fused:
+        return _compile(graph, step.nodes[0], infos, reuse, step.sign_bits)
+    conv = step.nodes[0]  # (bconv2d, add): xs = [conv input, residual]
+    args = binary_ops.BinaryArgs.from_node(
+        conv.attrs, {role: graph.tensors[key] for role, key in conv.tensors.items()})
+    bits = step.sign_bits
+    return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt, residual=xs[1],
+                                             return_sign_bits=bits)
+
+
+def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int | None,
+             sign_bits: bool = False) -> _Op:
     a, op = node.attrs, node.op
     tensors = {role: graph.tensors[key] for role, key in node.tensors.items()}
     if reuse is not None:
@@ -79,10 +95,14 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int |
         if bias is None:
             return lambda xs, nt: xs[0] @ wt
         return lambda xs, nt: xs[0] @ wt + bias
-    if op in ("bconv2d", "blinear"):
+    if op == "bconv2d":
         args = binary_ops.BinaryArgs.from_node(a, tensors)
-        fn = binary_ops.bconv2d if op == "bconv2d" else binary_ops.blinear
-        return lambda xs, nt: fn(xs[0], args, nt)
+        if sign_bits:
+            return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt, return_sign_bits=True)
+        return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt)
+    if op == "blinear":
+        args = binary_ops.BinaryArgs.from_node(a, tensors)
+        return lambda xs, nt: binary_ops.blinear(xs[0], args, nt)
     if op == "adder_conv2d":
         weight = np.ascontiguousarray(tensors["weight"])
         stride, padding = _pairs(a, "stride", "padding")
@@ -145,28 +165,35 @@ class Model:
     Build one with :func:`load` (from a ``.onebit`` file) or ``Model(graph)``. ``num_threads``
     is passed to onebit's kernels (None: their default, see
     :func:`onebit.kernels.set_default_num_threads`); NumPy's own BLAS threads are not changed.
+    ``fuse`` applies the fusions of :mod:`onebit.runtime.plan` (``steps`` lists what runs).
     """
 
-    def __init__(self, graph: Graph, num_threads: int | None = None) -> None:
+    def __init__(self, graph: Graph, num_threads: int | None = None, fuse: bool = True) -> None:
         if num_threads is not None and (type(num_threads) is not int or num_threads < 1):
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         self.infos = graph.validate()
         self.graph = graph
         self.num_threads = num_threads
+        self.steps = plan(graph, self.infos, fuse=fuse)
         last_use: dict[str, int] = {}
-        for i, node in enumerate(graph.nodes):
-            for name in node.inputs:
+        for i, step in enumerate(self.steps):
+            for name in step.inputs:
                 last_use[name] = i
         # values each call allocates afresh (not the caller's input, not flatten's possible view)
         # and that nothing reads later (not the graph's output)
-        owned = {n.output for n in graph.nodes if n.op != "flatten"} - {graph.output}
-        reuse = [next((j for j, name in enumerate(n.inputs)
+        owned = {name for s in self.steps if s.nodes[-1].op != "flatten"
+                 for name in s.outputs} - {graph.output}
+        reuse = [next((j for j, name in enumerate(s.inputs)
                        if name in owned and last_use[name] == i), None)
-                 for i, n in enumerate(graph.nodes)]
-        self._steps = [(_compile(graph, n, self.infos, r), list(n.inputs), n.output)
-                       for n, r in zip(graph.nodes, reuse)]
-        self._free = [[name for name in node.inputs if last_use[name] == i and name != graph.output]
-                      for i, node in enumerate(graph.nodes)]
+                 for i, s in enumerate(self.steps)]
+        self._steps = [(_compile_step(graph, s, self.infos, r), list(s.inputs), list(s.outputs))
+                       for s, r in zip(self.steps, reuse)]
+        # free each value after its last reader; one nothing reads (e.g. packed signs whose
+        # readers all went another way) right after it is made
+        self._free = [list(dict.fromkeys(  # a step may read one value twice
+            [name for name in s.inputs if last_use[name] == i and name != graph.output]
+            + [name for name in s.outputs if name not in last_use and name != graph.output]))
+            for i, s in enumerate(self.steps)]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -194,8 +221,12 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (float32, ``[N, classes]``) for a float NCHW batch ``x`` (already normalised)."""
         values = {self.graph.input: self._check_input(x)}
-        for (fn, inputs, output), free in zip(self._steps, self._free):
-            values[output] = fn([values[name] for name in inputs], self.num_threads)
+        for (fn, inputs, outputs), free in zip(self._steps, self._free):
+            result = fn([values[name] for name in inputs], self.num_threads)
+            if len(outputs) == 1:
+                values[outputs[0]] = result
+            else:
+                values.update(zip(outputs, result))
             for name in free:
                 del values[name]
         out = values[self.graph.output]
@@ -247,6 +278,8 @@ def load_graph(path: str | os.PathLike[str] | bytes) -> Graph:
     return graph_from_document(document, tensors)
 
 
-def load(path: str | os.PathLike[str] | bytes, num_threads: int | None = None) -> Model:
-    """Load a ``.onebit`` file into a runnable :class:`Model` (torch-free)."""
-    return Model(load_graph(path), num_threads=num_threads)
+def load(path: str | os.PathLike[str] | bytes, num_threads: int | None = None,
+         fuse: bool = True) -> Model:
+    """Load a ``.onebit`` file into a runnable :class:`Model` (torch-free). ``fuse=False`` runs
+    node by node, without the fusions of :mod:`onebit.runtime.plan` (the results are the same)."""
+    return Model(load_graph(path), num_threads=num_threads, fuse=fuse)

@@ -1,0 +1,103 @@
+"""The runtime's fusions (onebit.runtime.plan): which steps fuse, and that fused and unfused
+execution give identical results, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onebit.runtime as rt
+from onebit.deploy import convert
+from onebit.runtime.graph import Graph, Node
+from onebit.runtime.plan import BITS_SUFFIX, plan
+
+from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
+from _deploy_helpers import binarized
+
+
+@pytest.fixture(scope="module")
+def bireal_graph() -> Graph:
+    model = binarized("birealnet18", "bireal", num_classes=7, width=0.25)
+    return convert(model, example_input_shape=(3, 32, 32))
+
+
+def test_bireal_blocks_fuse_and_give_identical_results(bireal_graph: Graph) -> None:
+    fused, plain = rt.Model(bireal_graph), rt.Model(bireal_graph, fuse=False)
+    assert len(plain.steps) == len(bireal_graph.nodes) and not any(s.fused for s in plain.steps)
+    convs = [n for n in bireal_graph.nodes if n.op == "bconv2d"]
+    steps = [s for s in fused.steps if s.fused]
+    # every one of the 16 binary convs is followed by its block's shortcut add
+    assert len(convs) == 16 and len(steps) == 16
+    assert [s.nodes[0].op for s in steps] == ["bconv2d"] * 16
+    assert all(s.nodes[1].op == "add" for s in steps)
+    # all but the last block hand packed signs to the next binary conv
+    with_bits = [s for s in fused.steps if s.sign_bits]
+    assert len(with_bits) == 15
+    readers = [s for s in fused.steps if s.inputs and s.inputs[0].endswith(BITS_SUFFIX)]
+    assert len(readers) == 15
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    for threads in (1, 2):
+        fused.num_threads = plain.num_threads = threads
+        np.testing.assert_array_equal(fused(x), plain(x))
+
+
+def test_downsampling_shortcut_computed_after_the_conv(bireal_graph: Graph) -> None:
+    """At a stride-2 block the residual (avgpool + 1x1 conv) comes after the binary conv in the
+    graph: the fused step runs where the add was, after the residual exists."""
+    steps = plan(bireal_graph, bireal_graph.validate())
+    made = {bireal_graph.input}
+    for s in steps:
+        assert all(name in made for name in s.inputs), s
+        made.update(s.outputs)
+    downsampling = [s for s in steps if s.fused and s.nodes[0].attrs["stride"] == [2, 2]]
+    assert len(downsampling) == 3
+
+
+def test_xnor_convs_keep_their_float_input() -> None:
+    """XNOR-Net's K map needs the float input: no sign bits are handed to those convs."""
+    graph = convert(binarized("resnet20", "xnor", num_classes=5), example_input_shape=(3, 16, 16))
+    steps = plan(graph, graph.validate())
+    for s in steps:
+        if s.nodes[0].op == "bconv2d" and s.nodes[0].attrs["xnor_k"]:
+            assert not s.inputs[0].endswith(BITS_SUFFIX)
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(rt.Model(graph)(x), rt.Model(graph, fuse=False)(x))
+
+
+def test_no_fusion_when_the_conv_output_has_other_readers(bireal_graph: Graph) -> None:
+    """A conv whose float output is read by anything besides the add stays a step of its own."""
+    nodes = list(bireal_graph.nodes)
+    i = next(k for k, n in enumerate(nodes) if n.op == "bconv2d")
+    extra = Node(op="relu", inputs=[nodes[i].output], output="extra_reader", attrs={}, tensors={})
+    j = next(k for k in range(i + 1, len(nodes)) if nodes[i].output in nodes[k].inputs)
+    nodes.insert(j + 1, extra)
+    graph = Graph(nodes=nodes, input=bireal_graph.input, output=bireal_graph.output,
+                  input_shape=bireal_graph.input_shape, tensors=bireal_graph.tensors,
+                  metadata=bireal_graph.metadata)
+    steps = plan(graph, graph.validate())
+    assert not any(s.fused and s.nodes[0] is nodes[i] for s in steps)
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(rt.Model(graph)(x), rt.Model(graph, fuse=False)(x))
+
+
+def test_sign_bits_name_never_collides(bireal_graph: Graph) -> None:
+    """A graph that already uses the name ``<value>#bits`` gets a longer one for the signs."""
+    nodes = list(bireal_graph.nodes)
+    conv = next(n for n in nodes if n.op == "bconv2d")
+    add = next(n for n in nodes if conv.output in n.inputs)
+    taken = add.output + BITS_SUFFIX  # the name the first block's signs would get
+    old = nodes[0].output  # the stem conv's value gets that name
+    renamed = []
+    for n in nodes:
+        inputs = [taken if v == old else v for v in n.inputs]
+        out = taken if n.output == old else n.output
+        renamed.append(Node(op=n.op, inputs=inputs, output=out, attrs=n.attrs, tensors=n.tensors,
+                            name=n.name))
+    graph = Graph(nodes=renamed, input=bireal_graph.input, output=bireal_graph.output,
+                  input_shape=bireal_graph.input_shape, tensors=bireal_graph.tensors,
+                  metadata=bireal_graph.metadata)
+    steps = plan(graph, graph.validate())
+    outputs = [name for s in steps for name in s.outputs]
+    assert len(outputs) == len(set(outputs)) and taken + "#" in outputs
+    x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(rt.Model(graph)(x), rt.Model(graph, fuse=False)(x))
