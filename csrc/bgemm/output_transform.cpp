@@ -51,6 +51,21 @@ inline uint32_t pack_flags(const uint8_t* f, int64_t n) {
   return word;
 }
 
+// Bit j of the result = v[j] < th[j] (GT: v[j] > th[j]) for j < len <= 32; the rest 0.
+template <bool GT>
+inline uint32_t compare_word(const float* v, const float* th, int64_t len) {
+  uint32_t word = 0;
+  int64_t j = 0;
+#if defined(__SSE2__)
+  for (; j + 4 <= len; j += 4) {
+    const __m128 a = _mm_loadu_ps(v + j), c = _mm_loadu_ps(th + j);
+    word |= static_cast<uint32_t>(_mm_movemask_ps(GT ? _mm_cmpgt_ps(a, c) : _mm_cmplt_ps(a, c))) << j;
+  }
+#endif
+  for (; j < len; ++j) word |= static_cast<uint32_t>(GT ? v[j] > th[j] : v[j] < th[j]) << j;
+  return word;
+}
+
 // words[w] bit j = (v[32 w + j] < 0) for the n values (the tail of the last word 0).
 void pack_negative(const float* v, int64_t n, uint32_t* words) {
   int64_t j = 0;
@@ -107,26 +122,30 @@ void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_
       const int64_t words = (ch + 31) / 32;
       const AffineRow row_fn = pick_affine(t.row_scale != nullptr, m != nullptr, b != nullptr);
       const float* th = t.thresholds + col0;
-      const uint8_t* flip = t.flip ? t.flip + col0 : nullptr;
+      // the flip flags of these columns as bit words, once per call
+      uint32_t flip_words[kChunk / 32];
       float v[kChunk];
-      uint8_t f[kChunk];
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t r = row0 + i;
-        uint32_t* o = out + r * words + col0 / 32;
-        for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
-          const int64_t n = cols - j0 < kChunk ? cols - j0 : kChunk;
+      for (int64_t j0 = 0; j0 < cols; j0 += kChunk) {
+        const int64_t n = cols - j0 < kChunk ? cols - j0 : kChunk;
+        if (t.flip)
+          for (int64_t w = 0; w < n; w += 32)
+            flip_words[w / 32] = pack_flags(t.flip + col0 + j0 + w, n - w < 32 ? n - w : 32);
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t r = row0 + i;
+          uint32_t* o = out + r * words + (col0 + j0) / 32;
           row_fn(acc + i * ld + j0, n, t.row_scale ? t.row_scale[r] : 1.0f, m ? m + j0 : nullptr,
                  b ? b + j0 : nullptr, v);
-          if (flip) {
-            for (int64_t j = 0; j < n; ++j) {  // branch-free: lt, or gt where flip is set
-              const uint8_t lt = v[j] < th[j0 + j], gt = v[j] > th[j0 + j];
-              const uint8_t fl = flip[j0 + j] != 0;
-              f[j] = static_cast<uint8_t>(lt ^ (fl & (lt ^ gt)));
+          // bit = v < th, or v > th where flip is set: lt ^ (flip & (lt ^ gt))
+          for (int64_t w = 0; w < n; w += 32) {
+            const int64_t len = n - w < 32 ? n - w : 32;
+            const uint32_t lt = compare_word<false>(v + w, th + j0 + w, len);
+            if (t.flip) {
+              const uint32_t gt = compare_word<true>(v + w, th + j0 + w, len);
+              o[w / 32] = lt ^ (flip_words[w / 32] & (lt ^ gt));
+            } else {
+              o[w / 32] = lt;
             }
-          } else {
-            for (int64_t j = 0; j < n; ++j) f[j] = v[j] < th[j0 + j];
           }
-          for (int64_t w = 0; w < n; w += 32) o[(j0 + w) / 32] = pack_flags(f + w, n - w < 32 ? n - w : 32);
         }
       }
       return;
