@@ -23,10 +23,16 @@ __all__ = ["block_times", "summarize"]
 
 
 def block_times(fns: Sequence[Callable[[], Any]], samples: int, block_s: float = 0.02,
-                settle_s: float = 0.005, max_calls: int = 2000) -> list[list[float]]:
-    """Seconds per call of each function, one value per block, ``samples`` blocks each."""
+                settle_s: float = 0.005, max_calls: int = 2000,
+                setups: Sequence[Callable[[], Any] | None] | None = None) -> list[list[float]]:
+    """Seconds per call of each function, one value per block, ``samples`` blocks each.
+    ``setups[i]`` (if given) runs untimed before every block of ``fns[i]`` (e.g. setting
+    PyTorch's thread count, so that several thread counts can take turns in one loop)."""
+    setups = list(setups) if setups is not None else [None] * len(fns)
     counts = []
-    for f in fns:
+    for f, setup in zip(fns, setups):
+        if setup is not None:
+            setup()
         f()
         f()  # warm-up: caches, scratch buffers, thread pools
         t0 = time.perf_counter()
@@ -38,6 +44,8 @@ def block_times(fns: Sequence[Callable[[], Any]], samples: int, block_s: float =
         for j in range(len(fns)):
             i = (rep + j) % len(fns)
             f, n = fns[i], counts[i]
+            if setups[i] is not None:
+                setups[i]()
             time.sleep(settle_s)
             f()  # untimed: pays the wake-up after the pause
             t0 = time.perf_counter()

@@ -4,9 +4,9 @@ Bi-Real-18 layer shapes at batch 1, at 1 and 2 threads, side by side in one run.
 Usage:
     python benchmarks/kernels.py [--repeats 30] [--threads 1 2] [--out results.json]
 
-For every shape and thread count, the kernels run in blocks of back-to-back calls (about 20 ms
-each, after one untimed call), taking turns block by block, with torch.set_num_threads and
-num_threads set alike; a sample is a block's mean time per call, and the medians (and minima) of
+For every shape, the kernels at every thread count run in blocks of back-to-back calls (about
+20 ms each, after one untimed call), all taking turns block by block in one loop, with
+torch.set_num_threads and num_threads set alike; a sample is a block's mean time per call, and the medians (and minima) of
 the samples are reported (see benchmarks/_timing.py for why blocks, not single calls). onebit's input is already
 packed (as when binary layers chain with output="bits"), its filters are prepared once
 (prepare_conv_weight, as an inference runtime does at load time; "onebit ms (raw w)" times the
@@ -105,16 +105,24 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
             raise SystemExit(f"{name}: onebit and PyTorch disagree; not benchmarking a wrong kernel")
         ho = ref.shape[1]
         macs = ho * ho * cout * k * k * cin
+        # every thread count's kernels take turns in one loop, so that the 2-thread / 1-thread
+        # ratios compare the same moments of a shared machine
+        fns, setups = [], []
         for t in threads:
-            torch.set_num_threads(t)
             def onebit(weights, t=t):
                 return K.bconv2d(xp, weights, in_channels=cin, stride=stride, padding=pad,
                                  output="float", multiplier=mult, bias=bias, num_threads=t)
 
-            with torch.no_grad():
-                (t_torch, m_torch), (t_onebit, m_onebit), (t_raw, _) = summarize(block_times(
-                    [lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
-                     lambda: onebit(prepared), lambda: onebit(wp)], repeats))
+            def use(t=t):
+                torch.set_num_threads(t)
+
+            fns += [lambda: F.conv2d(xt, wt, stride=stride, padding=pad),
+                    lambda onebit=onebit: onebit(prepared), lambda onebit=onebit: onebit(wp)]
+            setups += [use, use, use]
+        with torch.no_grad():
+            stats = summarize(block_times(fns, repeats, setups=setups))
+        for i, t in enumerate(threads):
+            (t_torch, m_torch), (t_onebit, m_onebit), (t_raw, _) = stats[3 * i:3 * i + 3]
             rows.append({
                 "shape": name, "threads": t, "torch_ms": t_torch * 1e3, "onebit_ms": t_onebit * 1e3,
                 "onebit_raw_w_ms": t_raw * 1e3, "speedup": t_torch / t_onebit,
@@ -128,10 +136,13 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         if sel:
             geo[str(t)] = math.exp(sum(math.log(r["speedup"]) for r in sel) / len(sel))
             geo_min[str(t)] = math.exp(sum(math.log(r["speedup_of_minima"]) for r in sel) / len(sel))
-    scaling = {}
+    scaling, scaling_med = {}, {}
     if 1 in threads and 2 in threads:
         one = {r["shape"]: r["onebit_min_ms"] for r in rows if r["threads"] == 1}
         scaling = {r["shape"]: one[r["shape"]] / r["onebit_min_ms"] for r in rows if r["threads"] == 2}
+        one_med = {r["shape"]: r["onebit_ms"] for r in rows if r["threads"] == 1}
+        scaling_med = {r["shape"]: one_med[r["shape"]] / r["onebit_ms"] for r in rows
+                       if r["threads"] == 2}
     return {
         "machine": platform.processor() or platform.machine(),
         "python": sys.version.split()[0],
@@ -143,6 +154,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         "geomean_speedup_3x3": geo,
         "geomean_speedup_3x3_of_minima": geo_min,
         "onebit_2_thread_scaling": scaling,
+        "onebit_2_thread_scaling_of_medians": scaling_med,
     }
 
 
@@ -165,6 +177,9 @@ def print_table(res: dict) -> None:
         s = ", ".join(f"{k.split()[0]} {k.split()[1]} {k.split()[2]}: {v:.2f}x"
                       for k, v in res["onebit_2_thread_scaling"].items())
         print(f"onebit 2 threads vs 1 (minima): {s}")
+        s = ", ".join(f"{k.split()[0]} {k.split()[1]} {k.split()[2]}: {v:.2f}x"
+                      for k, v in res["onebit_2_thread_scaling_of_medians"].items())
+        print(f"onebit 2 threads vs 1 (medians): {s}")
 
 
 def main(argv: list[str] | None = None) -> int:
