@@ -162,28 +162,33 @@ void tile_avx2_tail2(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c,
 }
 
 
-// Short rows: plain words, kp = 4 (two 64-bit halves), scalar XOR + POPCNT per pair.
+// Short rows: plain words, kp = 2 * Q words (Q 64-bit halves: 1 for rows of 1-2 words, 2 for
+// 3-4), scalar XOR + POPCNT per pair.
 
-template <int MR, int NR>
+template <int MR, int NR, int Q>
 void tile_short(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int64_t ldc) {
-  (void)kp;  // always 4 words: rows of 16 bytes
-  uint64_t a0[MR], a1[MR];
-  for (int i = 0; i < MR; ++i) {
-    std::memcpy(&a0[i], a + 16 * i, 8);
-    std::memcpy(&a1[i], a + 16 * i + 8, 8);
-  }
+  (void)kp;  // always 2 * Q words: rows of 8 * Q bytes
+  uint64_t av[MR][Q];
+  for (int i = 0; i < MR; ++i)
+    for (int q = 0; q < Q; ++q) std::memcpy(&av[i][q], a + 8 * (Q * i + q), 8);
   for (int j = 0; j < NR; ++j) {
-    uint64_t b0, b1;
-    std::memcpy(&b0, b + 16 * j, 8);
-    std::memcpy(&b1, b + 16 * j + 8, 8);
-    for (int i = 0; i < MR; ++i)
-      c[i * ldc + j] = static_cast<int32_t>(_mm_popcnt_u64(a0[i] ^ b0) + _mm_popcnt_u64(a1[i] ^ b1));
+    uint64_t bv[Q];
+    for (int q = 0; q < Q; ++q) std::memcpy(&bv[q], b + 8 * (Q * j + q), 8);
+    for (int i = 0; i < MR; ++i) {
+      uint64_t n = 0;
+      for (int q = 0; q < Q; ++q) n += _mm_popcnt_u64(av[i][q] ^ bv[q]);
+      c[i * ldc + j] = static_cast<int32_t>(n);
+    }
   }
 }
 
 const PopcountKernel kShortKernel = {"avx2-popcnt-short-3x4", 3, 4, 4, 4, pack_row_plain,
-                                     tile_short<3, 4>, row_popcounts_popcnt, direct_popcnt_x86,
+                                     tile_short<3, 4, 2>, row_popcounts_popcnt, direct_popcnt_x86,
                                      nullptr};
+
+const PopcountKernel kShort2Kernel = {"avx2-popcnt-short2-3x4", 3, 4, 2, 4, pack_row_plain,
+                                      tile_short<3, 4, 1>, row_popcounts_popcnt, direct_popcnt_x86,
+                                      nullptr};
 
 const PopcountKernel kKernel = {"avx2-mula-3x4", kMR, kNR, 8, 8, pack_row_avx2, tile_avx2<kMR>,
                                 row_popcounts_popcnt, direct_popcnt_x86, nullptr};
@@ -253,6 +258,7 @@ void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t 
 
 const PopcountKernel& popcount_kernel_avx2() { return kKernel; }
 const PopcountKernel& popcount_kernel_avx2_short() { return kShortKernel; }
+const PopcountKernel& popcount_kernel_avx2_short2() { return kShort2Kernel; }
 const PopcountKernel& popcount_kernel_avx2_tail2() { return kTail2Kernel; }
 
 }  // namespace onebit

@@ -45,6 +45,8 @@ const PopcountKernel& popcount_kernel_avx2();
 // POPCNT, where a vector tile would spend most of its time on setup and reductions.
 const PopcountKernel& popcount_kernel_avx2_short();
 constexpr int64_t kAvx2ShortMaxWords = 4;
+// The same for rows of at most 2 words (1x1 convs over <= 64 channels): one 64-bit word a row.
+const PopcountKernel& popcount_kernel_avx2_short2();
 // For rows of 8q + 1 or 8q + 2 words (q >= 1; e.g. 3x3 convs over 33..64 channels, 18 words):
 // q full chunks, then the last one or two words of four B rows side by side in one vector, so
 // that the tail costs a quarter of a padded chunk (see bgemm_avx2.cpp).

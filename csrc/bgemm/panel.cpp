@@ -74,6 +74,7 @@ const PopcountKernel* popcount_kernel(Isa isa, int64_t kw) {
 #if defined(ONEBIT_X86)
     case Isa::Avx512: return &popcount_kernel_avx512();
     case Isa::Avx2:
+      if (kw <= 2) return &popcount_kernel_avx2_short2();
       if (kw <= kAvx2ShortMaxWords) return &popcount_kernel_avx2_short();
       if (kw % 8 == 1 || kw % 8 == 2) return &popcount_kernel_avx2_tail2();
       return &popcount_kernel_avx2();
