@@ -96,9 +96,10 @@ def test_few_rows_of_a(isa: str, m: int) -> None:
 @pytest.mark.parametrize("k", [1, 33, 64, 65, 128, 129, 160, 256, 257, 288, 289, 320, 513, 544, 576, 577,
                                600, 640, 8 * 32 * 31 + 64, 8 * 32 * 33 + 32])
 def test_every_row_length_class(isa: str, k: int) -> None:
-    """Row lengths that pick each AVX2 tile: short rows (<= 2 and 3-4 words), rows of 8q + 1 or 8q + 2
-    words (the tails of four B rows share a vector), and the rest (padded to whole chunks), incl.
-    rows past 31 chunks (the byte counters are widened mid-row); B rows not a multiple of 4."""
+    """Row lengths that pick each AVX2 tile: short rows (<= 2, 3-4 words), rows of 8q + 1 or
+    8q + 2 words (the tails of four B rows share a vector), and the rest (padded to whole
+    chunks), incl. rows past 31 chunks (the byte counters are widened mid-row); B rows not a
+    multiple of 4."""
     rng, a, b, acc = _operands(k, 17, 23, k)
     pa, pb = np_pack(a), np_pack(b)
     with K.use_isa(isa):
