@@ -93,8 +93,8 @@ def test_few_rows_of_a(isa: str, m: int) -> None:
 
 
 @pytest.mark.parametrize("isa", all_isas())
-@pytest.mark.parametrize("k", [1, 33, 64, 65, 128, 129, 160, 256, 257, 288, 289, 320, 513, 544, 576, 577,
-                               600, 640, 8 * 32 * 31 + 64, 8 * 32 * 33 + 32])
+@pytest.mark.parametrize("k", [1, 33, 64, 65, 128, 129, 160, 256, 257, 288, 289, 320, 513, 544,
+                               576, 577, 600, 640, 8 * 32 * 31 + 64, 8 * 32 * 33 + 32])
 def test_every_row_length_class(isa: str, k: int) -> None:
     """Row lengths that pick each AVX2 tile: short rows (<= 2, 3-4 words), rows of 8q + 1 or
     8q + 2 words (the tails of four B rows share a vector), and the rest (padded to whole
