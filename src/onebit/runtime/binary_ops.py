@@ -40,10 +40,20 @@ def xnor_k_map(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                padding: tuple[int, int]) -> np.ndarray:
     """XNOR-Net's ``K = A (*) k``: ``A = mean_c |x|`` box-filtered with the conv's window
     (zero padding counted, i.e. divided by kh*kw everywhere). NHWC ``x`` -> ``[N, Ho, Wo]``."""
-    a = np.abs(x).mean(axis=-1, dtype=np.float32, keepdims=True)
-    k = float_ops.avgpool2d(a, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
-                            divisor_override=None)
-    return np.ascontiguousarray(k[..., 0])
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    # the channel sums as a matrix-vector product (BLAS; NumPy's mean over a short last axis is
+    # several times slower), then / C; float rounding differs from torch's only in order
+    a = (np.abs(x).reshape(-1, c) @ np.ones(c, dtype=np.float32)) / np.float32(c)
+    padded = np.zeros((n, h + 2 * ph, w + 2 * pw), dtype=np.float32)
+    padded[:, ph:ph + h, pw:pw + w] = a.reshape(n, h, w)
+    a = padded
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    k = np.zeros((n, ho, wo), dtype=np.float32)
+    for i in range(kh):  # the box filter: kh * kw shifted slices of one channel
+        for j in range(kw):
+            k += a[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
+    return k / np.float32(kh * kw)
 
 
 @dataclass(frozen=True)
