@@ -42,9 +42,9 @@ def xnor_k_map(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     (zero padding counted, i.e. divided by kh*kw everywhere). NHWC ``x`` -> ``[N, Ho, Wo]``."""
     n, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    # the channel sums as a matrix-vector product (BLAS; NumPy's mean over a short last axis is
-    # several times slower), then / C; float rounding differs from torch's only in order
-    a = (np.abs(x).reshape(-1, c) @ np.ones(c, dtype=np.float32)) / np.float32(c)
+    # the channel sums by einsum (NumPy's mean over a short last axis is several times slower;
+    # a BLAS product would wake BLAS threads), then / C; rounding differs from torch's in order
+    a = np.einsum("ij->i", np.abs(x).reshape(-1, c)) / np.float32(c)
     padded = np.zeros((n, h + 2 * ph, w + 2 * pw), dtype=np.float32)
     padded[:, ph:ph + h, pw:pw + w] = a.reshape(n, h, w)
     a = padded

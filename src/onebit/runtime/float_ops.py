@@ -3,9 +3,11 @@ onebit's compiled float kernels (AdderNet, the direct conv2d, max and average po
 
 Each function is pure: it allocates its output and never writes to its inputs or to shared state,
 so one model can run from several threads at once. Convolutions with few input channels (a float
-stem, groups 1, ``C_in <= DIRECT_CONV_MAX_CHANNELS``) run onebit's direct conv kernel
-(:func:`onebit.kernels.conv2d_f32`); the others use im2col (a strided view of the padded input,
-copied in chunks of bounded size) and one matmul. Pools run onebit's kernels whenever PyTorch
+stem, groups 1, ``C_in <= DIRECT_CONV_MAX_CHANNELS``) and 1x1 convolutions run onebit's direct
+conv kernel (:func:`onebit.kernels.conv2d_f32`), as do dense layers (:func:`linear`); the others
+use im2col (a strided view of the padded input, copied in chunks of bounded size) and one matmul.
+Keeping BLAS out of the common ops matters beyond speed: a multi-threaded BLAS keeps its worker
+threads spinning for a while after each call, taking the cores from onebit's kernels. Pools run onebit's kernels whenever PyTorch
 would accept the window (padding at most half the kernel), NumPy otherwise. PyTorch's semantics are
 followed for output sizes, ``ceil_mode``, ``count_include_pad`` and adaptive windows.
 """
@@ -106,8 +108,10 @@ def _row_chunks(n: int, ho: int, row_elements: int):
 
 def direct_conv_weight(weight: np.ndarray, groups: int) -> kernels.PreparedFloatConvWeight | None:
     """``weight`` ``[O, C/g, kh, kw]`` prepared for the direct conv kernel if :func:`conv2d` should
-    run it (groups 1 and at most ``DIRECT_CONV_MAX_CHANNELS`` input channels), else ``None``."""
-    if groups != 1 or weight.shape[1] > DIRECT_CONV_MAX_CHANNELS:
+    run it (groups 1 and at most ``DIRECT_CONV_MAX_CHANNELS`` input channels, or a 1x1 kernel of
+    any width: the same work as a matmul, as fast as single-threaded BLAS and parallel on onebit's
+    threads), else ``None``."""
+    if groups != 1 or (weight.shape[1] > DIRECT_CONV_MAX_CHANNELS and weight.shape[2:] != (1, 1)):
         return None
     return kernels.prepare_float_conv_weight(np.ascontiguousarray(weight, dtype=np.float32))
 
@@ -150,6 +154,23 @@ def conv2d(x: np.ndarray, wmat: np.ndarray | None, bias: np.ndarray | None,
     if bias is not None and groups > 1:
         out += bias
     return out
+
+
+def linear_weight(weight: np.ndarray) -> kernels.PreparedFloatConvWeight:
+    """A dense layer's ``[out_features, in_features]`` weight prepared for :func:`linear`."""
+    w = np.ascontiguousarray(weight, dtype=np.float32)
+    return kernels.prepare_float_conv_weight(w.reshape(w.shape[0], w.shape[1], 1, 1))
+
+
+def linear(x: np.ndarray, weight: kernels.PreparedFloatConvWeight, bias: np.ndarray | None,
+           num_threads: int | None = None) -> np.ndarray:
+    """``x @ W.T + b`` for ``x`` ``[N, F]``, as a 1x1 convolution of a 1x1 image on onebit's
+    direct kernel (``weight`` from :func:`linear_weight`)."""
+    n, f = x.shape
+    b = None if bias is None else np.asarray(bias, dtype=np.float32)
+    y = kernels.conv2d_f32(np.ascontiguousarray(x, dtype=np.float32).reshape(n, 1, 1, f), weight,
+                           b, num_threads=num_threads)
+    return y.reshape(n, -1)
 
 
 def adder_conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],

@@ -91,10 +91,8 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int |
         return lambda xs, nt: float_ops.conv2d(xs[0], wmat, bias, kernel, stride, padding,
                                                dilation, groups, pad_value, direct, nt)
     if op == "linear":
-        wt = np.ascontiguousarray(_float_weight(graph, node, a["in_features"]).T)
-        if bias is None:
-            return lambda xs, nt: xs[0] @ wt
-        return lambda xs, nt: xs[0] @ wt + bias
+        w = float_ops.linear_weight(_float_weight(graph, node, a["in_features"]))
+        return lambda xs, nt: float_ops.linear(xs[0], w, bias, nt)
     if op == "bconv2d":
         args = binary_ops.BinaryArgs.from_node(a, tensors)
         if sign_bits:
