@@ -68,7 +68,7 @@ AARCH64_CXX ?= aarch64-linux-gnu-g++
 QEMU_AARCH64 ?= qemu-aarch64
 AARCH64_SYSROOT ?= /usr/aarch64-linux-gnu
 
-.PHONY: asan neon-test
+.PHONY: asan neon-test bench-cpp
 
 asan:
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DONEBIT_SANITIZE=ON $(KERNEL_TEST_FLAGS) >/dev/null
@@ -84,3 +84,9 @@ neon-test:
 	$(CMAKE) --build build-neon -j 2
 	@set -e; for t in build-neon/test_*; do [ -x "$$t" ] || continue; echo "== $$t (qemu-aarch64)"; \
 	  $(QEMU_AARCH64) -L $(AARCH64_SYSROOT) "$$t"; done
+
+# The binary conv kernel alone at 1 and 2 threads (benchmarks/cpp/bconv2d_threads.cpp), no Python.
+bench-cpp:
+	$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DONEBIT_PYTHON=OFF -DONEBIT_BENCHMARKS=ON >/dev/null
+	$(CMAKE) --build build-bench -j 2
+	build-bench/bconv2d_threads
