@@ -26,4 +26,15 @@ const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);  // throws std::invalid_argument on an unknown name
 bool isa_available(Isa isa);
 
+// Whether kernels that have only an AVX2 variant and a reference run the AVX2 one (the active ISA
+// is AVX2 or better).
+inline bool avx2_or_better() {
+#if defined(ONEBIT_X86)
+  const Isa isa = active_isa();
+  return isa == Isa::Avx2 || isa == Isa::Avx512;
+#else
+  return false;
+#endif
+}
+
 }  // namespace onebit

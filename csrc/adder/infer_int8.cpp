@@ -27,7 +27,7 @@ void xor_copy(uint8_t* dst, const int8_t* src, int64_t n) {
 void int8_conv2d(const int8_t* x, const int8_t* w, int8_t pad_value, const float* multiplier,
                  const float* bias, float* y, const ConvGeometry& g, int num_threads) {
   check_geometry(g);
-  if (!use_avx2_kernels())
+  if (!avx2_or_better())
     return ref::int8_conv2d(x, w, pad_value, multiplier, bias, y, g, num_threads);
 #if defined(ONEBIT_X86)
   const int nt = num_threads > 0 ? num_threads : default_num_threads();

@@ -7,20 +7,6 @@
 
 #include "dispatch.h"
 
-namespace onebit::adder {
-
-// Whether the drivers run the AVX2 kernels below (AVX2 or better selected) or the references.
-inline bool use_avx2_kernels() {
-#if defined(ONEBIT_X86)
-  const Isa isa = active_isa();
-  return isa == Isa::Avx2 || isa == Isa::Avx512;
-#else
-  return false;
-#endif
-}
-
-}  // namespace onebit::adder
-
 namespace onebit::adder::avx2 {
 
 // Y[t*ldy + q] = -sum_k |W[t*K + k] - X[k*ldx + q]|,  t < M, q < ncols.

@@ -222,7 +222,7 @@ int resolve_threads(int num_threads) {
 void conv2d_forward(const float* x, const float* w, float* y, const ConvGeometry& g,
                     int num_threads) {
   check_geometry(g);
-  if (!use_avx2_kernels()) return ref::conv2d_forward(x, w, y, g, num_threads);
+  if (!avx2_or_better()) return ref::conv2d_forward(x, w, y, g, num_threads);
 #if defined(ONEBIT_X86)
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, K = g.c * g.kh * g.kw, M = g.cout;
@@ -259,7 +259,7 @@ void conv2d_backward(const float* x, const float* w, const float* gy, float* dx,
                      const ConvGeometry& g, int num_threads) {
   check_geometry(g);
   if (dx == nullptr && dw == nullptr) return;
-  if (!use_avx2_kernels()) return ref::conv2d_backward(x, w, gy, dx, dw, g, num_threads);
+  if (!avx2_or_better()) return ref::conv2d_backward(x, w, gy, dx, dw, g, num_threads);
 #if defined(ONEBIT_X86)
   const int nt = resolve_threads(num_threads);
   const int64_t OH = g.oh(), OW = g.ow(), P = OH * OW, KK = g.kh * g.kw, K = g.c * KK;

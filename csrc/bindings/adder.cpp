@@ -11,6 +11,7 @@
 #include <string>
 
 #include "adder/adder.h"
+#include "bindings/shape_check.h"
 
 namespace nb = nanobind;
 using onebit::adder::ConvGeometry;
@@ -22,17 +23,7 @@ using In = nb::ndarray<const T, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 template <class T, int D>
 using Out = nb::ndarray<T, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 
-template <class A>
-void expect_shape(const A& a, std::initializer_list<int64_t> shape, const char* name) {
-  size_t d = 0;
-  for (int64_t s : shape) {
-    if (static_cast<int64_t>(a.shape(d)) != s)
-      throw std::invalid_argument(std::string(name) + " has the wrong shape (dimension " +
-                                  std::to_string(d) + " is " + std::to_string(a.shape(d)) +
-                                  ", expected " + std::to_string(s) + ")");
-    ++d;
-  }
-}
+using onebit::bindings::expect_shape;
 
 ConvGeometry make_geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout, int64_t kh,
                            int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {

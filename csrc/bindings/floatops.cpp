@@ -11,6 +11,7 @@
 #include <string>
 
 #include "floatops/floatops.h"
+#include "bindings/shape_check.h"
 
 namespace nb = nanobind;
 namespace fo = onebit::floatops;
@@ -22,17 +23,7 @@ using In = nb::ndarray<const float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 template <int D>
 using Out = nb::ndarray<float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 
-template <class A>
-void expect_shape(const A& a, std::initializer_list<int64_t> shape, const char* name) {
-  size_t d = 0;
-  for (int64_t s : shape) {
-    if (static_cast<int64_t>(a.shape(d)) != s)
-      throw std::invalid_argument(std::string(name) + " has the wrong shape (dimension " +
-                                  std::to_string(d) + " is " + std::to_string(a.shape(d)) +
-                                  ", expected " + std::to_string(s) + ")");
-    ++d;
-  }
-}
+using onebit::bindings::expect_shape;
 
 void prepare_conv(fo::PreparedConv* self, In<4> w) {
   new (self) fo::PreparedConv(w.data(), w.shape(0), w.shape(1), w.shape(2), w.shape(3));

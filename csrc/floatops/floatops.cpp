@@ -17,15 +17,6 @@ namespace onebit::floatops {
 
 namespace {
 
-bool use_avx2() {
-#if defined(ONEBIT_X86)
-  const Isa isa = active_isa();
-  return isa == Isa::Avx2 || isa == Isa::Avx512;
-#else
-  return false;
-#endif
-}
-
 void need(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
@@ -121,7 +112,7 @@ void conv2d(const float* x, const PreparedConv& w, const float* bias, float pad_
     });
     xp = dst;
   }
-  const bool avx2 = use_avx2();
+  const bool avx2 = avx2_or_better();
   parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const int64_t n = r / oh, o = r % oh;
@@ -178,7 +169,7 @@ void for_pool_rows(const float* x, float* y, const PoolGeometry& g, int num_thre
 
 void maxpool2d(const float* x, float* y, const PoolGeometry& g, int num_threads) {
   check_pool_geometry(g);
-  const bool avx2 = use_avx2();
+  const bool avx2 = avx2_or_better();
   for_pool_rows(x, y, g, num_threads, [&](const PoolRow& r) {
 #if defined(ONEBIT_X86)
     if (avx2) return avx2::maxpool_row(r, g);
@@ -193,7 +184,7 @@ void avgpool2d(const float* x, float* y, const PoolGeometry& g, bool count_inclu
   check_pool_geometry(g);
   need(g.dh == 1 && g.dw == 1, "avgpool2d: dilation must be 1");
   need(divisor_override >= 0, "avgpool2d: divisor_override must be > 0 (or 0 for none)");
-  const bool avx2 = use_avx2();
+  const bool avx2 = avx2_or_better();
   for_pool_rows(x, y, g, num_threads, [&](const PoolRow& r) {
 #if defined(ONEBIT_X86)
     if (avx2) return avx2::avgpool_row(r, g, count_include_pad, divisor_override);
