@@ -11,15 +11,20 @@ three models run alternately; the medians of the repeats are reported, and the m
 them (on a shared machine, noise only ever adds time). The ResNet-18 here is
 the standard ImageNet one (7x7/2 stem, max pool, [2, 2, 2, 2] basic blocks, 1.82 G MACs); the XNOR
 model is that network binarized by ``binarize_(model, "xnor")`` (first and last layer float, K
-map on). Targets: Bi-Real-18 at batch 1 on 1 thread >= 4x faster than PyTorch's float ResNet-18,
-and its file <= 1/10 of float32 ResNet-18's weights.
+map on). Beside them run what a user would pick instead in ONNX Runtime: the same float
+ResNet-18 exported to ONNX (fp32), and its static int8 quantization (QDQ, per-channel int8
+weights, uint8 activations, calibrated on sample inputs; see ``_ort.py``). Those rows need the
+``bench`` extra (``pip install 'onebit[bench]'``) and are skipped with a note without it.
+
+Targets (1 thread, batch 1): Bi-Real-18 >= 6x PyTorch fp32 ResNet-18 and >= 1.5x ONNX Runtime
+int8 ResNet-18 on AVX2-only CPUs (>= 10x and >= 2.5x with AVX-512 VPOPCNTDQ and VNNI); batch 8,
+2 threads against 1: >= 1.7x; the file <= 1/10 of float32 ResNet-18's weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+import _machine
+import _ort
 
 from onebit.deploy import convert, save
 from onebit.deploy.bench import alternating_times, thread_env
@@ -87,13 +95,22 @@ def _binary_models() -> dict[str, nn.Module]:
     return {"Bi-Real-18": _random_bn_(bireal, 1), "XNOR ResNet-18": _random_bn_(xnor, 2)}
 
 
-def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats: int) -> list:
+REFERENCE = "PyTorch float32 ResNet-18"
+ORT_FP32 = "ONNX Runtime fp32 ResNet-18"
+ORT_INT8 = "ONNX Runtime int8 ResNet-18"
+
+
+def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats: int) -> dict:
     import onebit.runtime as rt
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     reference = _random_bn_(resnet18_imagenet(), 3)
-    models = {name: rt.load(path, num_threads=threads) for name, path in files.items()}
+    others = {name: _ort.ort_session(path, threads) for name, path in files.items()
+              if path.endswith(".onnx")}
+    models = {name: rt.load(path, num_threads=threads) for name, path in files.items()
+              if path.endswith(".onebit")}
+    kernels = {name: getattr(m, "kernel_choices", lambda: [])() for name, m in models.items()}
     rows = []
     for batch in batch_sizes:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224)).astype(np.float32)
@@ -103,15 +120,20 @@ def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats:
             with torch.inference_mode():
                 reference(xt)
 
-        fns = [run_torch] + [(lambda m=m: m(x)) for m in models.values()]
-        samples = alternating_times(fns, repeats)
-        med = [statistics.median(t) for t in samples]
-        low = [min(t) for t in samples]
-        for name, m, lo in zip(["PyTorch float32 ResNet-18", *models], med, low):
-            rows.append({"model": name, "batch": batch, "threads": threads, "ms": 1e3 * m,
-                         "min_ms": 1e3 * lo, "speedup_vs_torch": med[0] / m,
-                         "speedup_of_min": low[0] / lo})
-    return rows
+        named = {REFERENCE: run_torch, **{n: (lambda f=f: f(x)) for n, f in others.items()},
+                 **{n: (lambda m=m: m(x)) for n, m in models.items()}}
+        samples = alternating_times(list(named.values()), repeats)
+        med = dict(zip(named, (statistics.median(t) for t in samples)))
+        low = dict(zip(named, (min(t) for t in samples)))
+        for name in named:
+            row = {"model": name, "batch": batch, "threads": threads, "ms": 1e3 * med[name],
+                   "min_ms": 1e3 * low[name], "speedup_vs_torch": med[REFERENCE] / med[name],
+                   "speedup_of_min": low[REFERENCE] / low[name]}
+            for rival in (ORT_FP32, ORT_INT8):
+                if rival in med:
+                    row["speedup_vs_" + rival.split()[2]] = med[rival] / med[name]
+            rows.append(row)
+    return {"rows": rows, "kernels": kernels}
 
 
 def main() -> int:
@@ -127,15 +149,28 @@ def main() -> int:
         print(json.dumps(_child(files, args.threads[0], args.batch_sizes, args.repeats)))
         return 0
 
+    machine = _machine.describe()
+    print(_machine.header(machine))
     float_bytes = sum(4 * p.numel() for p in resnet18_imagenet().parameters())
     sizes = {"PyTorch float32 ResNet-18 (weights)": float_bytes}
+    skipped = _ort.available()
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
+        if skipped is None:
+            torch.manual_seed(0)
+            fp32 = _ort.export_onnx(_random_bn_(resnet18_imagenet(), 3), (3, 224, 224),
+                                    Path(tmp) / "resnet18.onnx")
+            calib = np.random.default_rng(7).standard_normal((16, 3, 224, 224)).astype(np.float32)
+            files[ORT_FP32] = fp32
+            files[ORT_INT8] = _ort.quantize_int8(fp32, Path(tmp) / "resnet18_int8.onnx", calib)
+            sizes[ORT_INT8 + " (file)"] = Path(files[ORT_INT8]).stat().st_size
+        else:
+            print(f"note: {skipped}")
         for name, model in _binary_models().items():
             path = Path(tmp) / (name.replace(" ", "_") + ".onebit")
             sizes[name] = save(convert(model, example_input_shape=(3, 224, 224)), path)
             files[name] = str(path)
-        rows = []
+        rows, kernels = [], {}
         for t in args.threads:
             cmd = [sys.executable, __file__, "--threads", str(t), "--repeats", str(args.repeats),
                    "--batch-sizes", *map(str, args.batch_sizes), "--child",
@@ -144,19 +179,29 @@ def main() -> int:
             if done.returncode != 0:
                 sys.stderr.write(done.stderr)
                 return 1
-            rows += json.loads(done.stdout.strip().splitlines()[-1])
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows += result["rows"]
+            kernels.setdefault(t, result["kernels"])
 
-    print(f"{'model':<28} {'batch':>5} {'threads':>7} {'median ms':>10} {'vs torch':>9} "
-          f"{'min ms':>9} {'vs torch':>9}")
+    rivals = [r for r in ("int8", "fp32") if any("speedup_vs_" + r in row for row in rows)]
+    print(f"\n{'model':<30} {'batch':>5} {'threads':>7} {'median ms':>10} {'vs torch':>9} "
+          + "".join(f"{'vs ORT ' + r:>12}" for r in rivals) + f" {'min ms':>9} {'vs torch':>9}")
     for r in rows:
-        print(f"{r['model']:<28} {r['batch']:>5} {r['threads']:>7} {r['ms']:>10.2f} "
-              f"{r['speedup_vs_torch']:>8.2f}x {r['min_ms']:>9.2f} {r['speedup_of_min']:>8.2f}x")
+        print(f"{r['model']:<30} {r['batch']:>5} {r['threads']:>7} {r['ms']:>10.2f} "
+              f"{r['speedup_vs_torch']:>8.2f}x "
+              + "".join(f"{r['speedup_vs_' + v]:>11.2f}x" for v in rivals)
+              + f" {r['min_ms']:>9.2f} {r['speedup_of_min']:>8.2f}x")
     print(f"\n{'file':<40} {'bytes':>12} {'vs float32 ResNet-18':>21}")
     for name, size in sizes.items():
         print(f"{name:<40} {size:>12} {size / float_bytes:>20.3f}x")
+    for t, per_model in kernels.items():
+        for name, layers in per_model.items():
+            if layers:
+                print(f"\nkernels of {name} ({t} thread{'s' if int(t) > 1 else ''}): "
+                      + "; ".join(f"{k['node']} {k['kernel']} ({k['choice']})" for k in layers))
     if args.out:
-        args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                        "rows": rows, "bytes": sizes}, indent=2))
+        args.out.write_text(json.dumps({"machine": machine, "rows": rows, "bytes": sizes,
+                                        "kernels": kernels, "skipped": skipped}, indent=2))
     return 0
 
 

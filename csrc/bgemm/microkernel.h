@@ -5,6 +5,7 @@
 // bgemm_avx2.cpp; the others store the words as they are).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "dispatch.h"
 
@@ -38,6 +39,13 @@ struct PopcountKernel {
 // The kernel of an ISA for rows of kw words, or nullptr where that ISA has none here (the
 // reference path is separate).
 const PopcountKernel* popcount_kernel(Isa isa, int64_t kw);
+
+// Every kernel that can run rows of kw words on a CPU whose best ISA is isa: the rule's choice
+// (popcount_kernel) first, then the alternatives (on x86, the AVX2 family's kernels are
+// candidates under AVX-512 too). Prepared filters choose among them by measurement
+// (PreparedFilters::tune), so that no layer runs a slower family than another one available.
+// Empty for the reference ISA.
+std::vector<const PopcountKernel*> popcount_kernel_candidates(Isa isa, int64_t kw);
 
 #if defined(ONEBIT_X86)
 const PopcountKernel& popcount_kernel_avx2();

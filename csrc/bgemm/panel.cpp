@@ -86,4 +86,24 @@ const PopcountKernel* popcount_kernel(Isa isa, int64_t kw) {
   }
 }
 
+std::vector<const PopcountKernel*> popcount_kernel_candidates(Isa isa, int64_t kw) {
+  std::vector<const PopcountKernel*> out;
+  auto add = [&out](const PopcountKernel* k) {
+    for (const PopcountKernel* have : out)
+      if (have == k) return;
+    out.push_back(k);
+  };
+  if (const PopcountKernel* rule = popcount_kernel(isa, kw)) add(rule);
+#if defined(ONEBIT_X86)
+  if ((isa == Isa::Avx512 || isa == Isa::Avx2) && cpu_features().avx2) {
+    add(popcount_kernel(Isa::Avx2, kw));  // the AVX2 rule's choice (under AVX-512)
+    if (kw <= 2) add(&popcount_kernel_avx2_short2());
+    if (kw <= kAvx2ShortMaxWords) add(&popcount_kernel_avx2_short());
+    if (kw > 8 && (kw % 8 == 1 || kw % 8 == 2)) add(&popcount_kernel_avx2_tail2());
+    add(&popcount_kernel_avx2());
+  }
+#endif
+  return out;
+}
+
 }  // namespace onebit

@@ -2,6 +2,8 @@
 // wrappers (onebit/kernels/binary.py) validate everything and allocate the outputs; these
 // functions re-check the sizes they rely on and release the GIL while the kernels run.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/vector.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
@@ -154,6 +156,34 @@ void prepare_filters(onebit::PreparedFilters* self, WordsIn w, int64_t out_chann
   new (self) onebit::PreparedFilters(w.data(), out_channels, kernel_h, kernel_w, in_channels);
 }
 
+std::vector<std::pair<std::string, double>> tune_filters(
+    onebit::PreparedFilters& self, int64_t batch, int64_t in_h, int64_t in_w, int64_t stride_h,
+    int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
+    int pad_value, int num_threads, int reps) {
+  need(pad_value >= 0 && pad_value <= 2, "tune: pad_value code must be 0, 1 or 2");
+  need(reps >= 1 && reps <= 1000, "tune: reps must be in [1, 1000]");
+  need(batch >= 1 && batch <= 4096 && in_h >= 1 && in_w >= 1 && in_h <= (1 << 16) && in_w <= (1 << 16),
+       "tune: batch must be in [1, 4096] and in_h, in_w in [1, 65536]");
+  onebit::BConv2DShape s;
+  s.batch = batch;
+  s.in_h = in_h;
+  s.in_w = in_w;
+  s.in_channels = self.in_channels();
+  s.out_channels = self.out_channels();
+  s.kernel_h = self.kernel_h();
+  s.kernel_w = self.kernel_w();
+  s.stride_h = stride_h;
+  s.stride_w = stride_w;
+  s.pad_top = pad_top;
+  s.pad_bottom = pad_bottom;
+  s.pad_left = pad_left;
+  s.pad_right = pad_right;
+  s.pad_value = static_cast<onebit::PadValue>(pad_value);
+  need(pad_top <= (1 << 16) && pad_bottom <= (1 << 16) && pad_left <= (1 << 16) && pad_right <= (1 << 16),
+       "tune: padding must be <= 65536");
+  return self.tune(s, num_threads, reps);
+}
+
 }  // namespace
 
 void register_binary(nb::module_& m) {
@@ -174,7 +204,16 @@ void register_binary(nb::module_& m) {
                                       "Conv filters packed once for bconv2d (see onebit.kernels.prepare_conv_weight).")
       .def("__init__", &prepare_filters, nb::arg("w"), nb::arg("out_channels"), nb::arg("kernel_h"),
            nb::arg("kernel_w"), nb::arg("in_channels"))
-      .def_prop_ro("isa", [](const onebit::PreparedFilters& p) { return std::string(onebit::isa_name(p.isa())); });
+      .def_prop_ro("isa", [](const onebit::PreparedFilters& p) { return std::string(onebit::isa_name(p.isa())); })
+      .def_prop_ro("kernel", [](const onebit::PreparedFilters& p) {
+        return std::string(p.kernel() ? p.kernel()->name : "reference"); })
+      .def_prop_ro("choice", [](const onebit::PreparedFilters& p) { return std::string(p.choice()); })
+      .def("candidates", &onebit::PreparedFilters::candidates)
+      .def("use_kernel", &onebit::PreparedFilters::use_kernel, nb::arg("name"))
+      .def("tune", &tune_filters, nb::arg("batch"), nb::arg("in_h"), nb::arg("in_w"),
+           nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_top"), nb::arg("pad_bottom"),
+           nb::arg("pad_left"), nb::arg("pad_right"), nb::arg("pad_value"), nb::arg("num_threads"),
+           nb::arg("reps"), "Times each candidate kernel on this geometry and keeps the fastest.");
   m.def("bconv2d_prepared", &bconv2d_any<onebit::PreparedFilters>, nb::arg("x"), nb::arg("w"),
         nb::arg("batch"), nb::arg("in_h"), nb::arg("in_w"), nb::arg("in_channels"),
         nb::arg("out_channels"), nb::arg("kernel_h"), nb::arg("kernel_w"), nb::arg("stride_h"),

@@ -193,12 +193,63 @@ class PreparedConvWeight:
 
     @property
     def isa(self) -> str:
-        """The kernel family the filters were prepared for."""
+        """The ISA the filters were prepared for."""
         return self._impl.isa
+
+    @property
+    def kernel(self) -> str:
+        """The popcount kernel that runs these filters (``"reference"`` for the reference ISA)."""
+        return self._impl.kernel
+
+    @property
+    def choice(self) -> str:
+        """How :attr:`kernel` was chosen: ``"rule"`` (by filter length, the default),
+        ``"measured"`` (:meth:`tune`) or ``"forced"`` (:meth:`use_kernel`)."""
+        return self._impl.choice
+
+    def candidates(self) -> list[str]:
+        """The kernels that can run these filters on this CPU, the rule's choice first (on an
+        AVX-512 CPU the AVX2 family's kernels are candidates too)."""
+        return list(self._impl.candidates())
+
+    def use_kernel(self, name: str) -> None:
+        """Run these filters with the candidate kernel ``name`` (results are identical)."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        try:
+            self._impl.use_kernel(name)
+        except ValueError:
+            raise ValueError(f"kernel {name!r} cannot run these filters here; candidates: "
+                             f"{', '.join(self.candidates()) or 'none (reference ISA)'}") from None
+
+    def tune(self, in_hw: tuple[int, int], *, stride: Any = 1, padding: Any = 0,
+             pad_value: float = 0.0, batch: int = 1, num_threads: int | None = None,
+             reps: int = 3) -> dict[str, float]:
+        """Time one convolution of this geometry with every candidate kernel and keep the
+        fastest; return each candidate's seconds (best of ``reps`` calls after a warm-up).
+
+        With a single candidate nothing runs and its time is reported as 0. Every candidate
+        gives identical results, so tuning changes only speed. An inference runtime calls this
+        once per layer at load time with the layer's real input size.
+        """
+        h, w = _pair(in_hw, "in_hw", 1)
+        sh, sw = _pair(stride, "stride", 1)
+        kh, kw = self.shape[1], self.shape[2]
+        top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
+        try:
+            pad_code = _PAD_CODES[float(pad_value)]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
+        if h + top + bottom < kh or w + left + right < kw:
+            raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{w} input")
+        times = self._impl.tune(require_int(batch, "batch", 1), h, w, sh, sw, top, bottom, left,
+                                right, pad_code, resolve_threads(num_threads),
+                                require_int(reps, "reps", 1))
+        return {name: float(t) for name, t in times}
 
     def __repr__(self) -> str:
         return (f"PreparedConvWeight(shape={self.shape}, in_channels={self.in_channels}, "
-                f"isa={self.isa!r})")
+                f"isa={self.isa!r}, kernel={self.kernel!r}, choice={self.choice!r})")
 
 
 def prepare_conv_weight(w_packed: np.ndarray, *, in_channels: int) -> PreparedConvWeight:
