@@ -13,7 +13,12 @@ packed (as when binary layers chain with output="bits"), its filters are prepare
 same call with plain packed filters, packing them on every call), and its output is float32
 with a folded BatchNorm (output="float", multiplier and bias), the form a Bi-Real block adds to
 its shortcut.
-"G bMAC/s" counts binary multiply-accumulates: out_pixels * C_out * kh * kw * C_in / time.
+"G bMAC/s" counts binary multiply-accumulates: out_pixels * C_out * kh * kw * C_in / time;
+"% tile" sets it beside the tile limit measured in the same run: a binary GEMM with deep rows
+(96 x 64 outputs, K = 16384 bits, prepared B, int32 output), where packing and the output
+transform are a few percent of the work and the popcount tile runs at its own speed. Each layer's
+filters are tuned once (``PreparedConvWeight.tune``: the fastest candidate kernel on that
+geometry, as the runtime does at load time); the kernel that ran is printed per layer.
 The geometric mean of the speed-up is taken over the 3x3 shapes.
 """
 
@@ -22,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +37,7 @@ import numpy as np
 import onebit.kernels as K
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe, header  # noqa: E402
 from _timing import block_times, summarize  # noqa: E402
 
 # (name, H=W, C_in, C_out, kernel, stride)
@@ -80,6 +85,18 @@ def effective_cores(seconds: float = 0.05) -> float:
     return 2 * one / (time.perf_counter() - t0)
 
 
+def tile_limit(repeats: int) -> dict:
+    """G binary MAC/s of the popcount tile alone (1 thread): a deep binary GEMM, see above."""
+    rng = np.random.default_rng(2)
+    m, n, k = 96, 64, 16384
+    a = K.pack_bits(np.where(rng.random((m, k)) < 0.5, -1.0, 1.0).astype(np.float32))
+    b = K.prepare_gemm_weight(
+        K.pack_bits(np.where(rng.random((n, k)) < 0.5, -1.0, 1.0).astype(np.float32)), k)
+    (med, low), = summarize(block_times([lambda: K.bgemm(a, b, k, num_threads=1)], repeats))
+    return {"shape": f"{m}x{n}x{k}", "g_binary_macs": m * n * k / med / 1e9,
+            "g_binary_macs_of_min": m * n * k / low / 1e9}
+
+
 def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
     import torch
     import torch.nn.functional as F
@@ -96,6 +113,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
         xp, wp = K.pack_nchw(x), K.pack_conv_weight(w)
         prepared = K.prepare_conv_weight(wp, in_channels=cin)
+        prepared.tune((hw, hw), stride=stride, padding=pad, num_threads=1)
         mult = rng.uniform(0.5, 1.5, cout).astype(np.float32)
         bias = rng.uniform(-1, 1, cout).astype(np.float32)
         # the two must agree before anything is timed
@@ -129,6 +147,7 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
                 "torch_min_ms": m_torch * 1e3, "onebit_min_ms": m_onebit * 1e3,
                 "speedup_of_minima": m_torch / m_onebit,
                 "g_binary_macs": macs / t_onebit / 1e9, "kernel": k, "macs": macs,
+                "onebit_kernel": prepared.kernel, "kernel_choice": prepared.choice,
             })
     geo, geo_min = {}, {}
     for t in threads:
@@ -143,8 +162,12 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
         one_med = {r["shape"]: r["onebit_ms"] for r in rows if r["threads"] == 1}
         scaling_med = {r["shape"]: one_med[r["shape"]] / r["onebit_ms"] for r in rows
                        if r["threads"] == 2}
+    limit = tile_limit(repeats)
+    for r in rows:
+        r["pct_of_tile_limit"] = 100 * r["g_binary_macs"] / limit["g_binary_macs"]
     return {
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe(),
+        "tile_limit": limit,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "isa": K.active_isa(),
@@ -159,17 +182,22 @@ def run(repeats: int, threads: list[int], shape_filter: str | None) -> dict:
 
 
 def print_table(res: dict) -> None:
+    print(header(res["machine"]))
+    lim = res["tile_limit"]
+    print(f"tile limit (binary GEMM {lim['shape']}, 1 thread): {lim['g_binary_macs']:.1f} G bMAC/s "
+          f"(median; best block {lim['g_binary_macs_of_min']:.1f})")
     print(f"onebit ISA: {res['isa']}, torch {res['torch']}, medians of {res['repeats']} blocks of back-to-back calls; "
           f"cores available to this process before / after: {res['effective_cores'][0]:.2f} / "
           f"{res['effective_cores'][1]:.2f}")
     head = (f"{'shape':<24} {'thr':>3} {'torch ms':>9} {'onebit ms':>10} {'(raw w)':>8} "
-            f"{'ratio':>6} {'G bMAC/s':>9} {'ratio of minima':>16}")
+            f"{'ratio':>6} {'G bMAC/s':>9} {'% tile':>7} {'ratio of minima':>16}  kernel")
     print(head)
     print("-" * len(head))
     for r in res["rows"]:
         print(f"{r['shape']:<24} {r['threads']:>3} {r['torch_ms']:>9.3f} {r['onebit_ms']:>10.3f} "
               f"{r['onebit_raw_w_ms']:>8.3f} {r['speedup']:>6.2f} {r['g_binary_macs']:>9.1f} "
-              f"{r['speedup_of_minima']:>16.2f}")
+              f"{r['pct_of_tile_limit']:>6.0f}% {r['speedup_of_minima']:>16.2f}  "
+              f"{r['onebit_kernel']} ({r['kernel_choice']})")
     for t, g in res["geomean_speedup_3x3"].items():
         print(f"geometric mean speed-up over 3x3 shapes, {t} thread(s): {g:.2f}x (medians), "
               f"{res['geomean_speedup_3x3_of_minima'][t]:.2f}x (minima)")
