@@ -18,8 +18,7 @@ from onebit.deploy.torch_graph import GraphTorchModule
 from onebit.methods import binarize_
 from onebit.nn import QuantConv2d, QuantLinear, XNORBlock
 
-from _deploy_helpers import (one_torch_thread,  # noqa: F401 (autouse)
-                             assert_matches_torch, binarized, bnn_sequential,
+from _deploy_helpers import (assert_matches_torch, binarized, bnn_sequential,
                              randomize_batchnorm_, torch_logits)
 
 METHODS = ["float", "bnn", "binaryconnect", "bwn", "xnor", "bireal", "biper", "addernet"]
