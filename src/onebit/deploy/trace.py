@@ -256,7 +256,8 @@ class _Builder:
     def adaptive(self, kind: str, x: str, where: str, size: Any, in_shape: tuple[int, ...]) -> str:
         size = [size, size] if isinstance(size, int) or size is None else list(size)
         size = [in_shape[2 + i] if s is None else int(s) for i, s in enumerate(size)]
-        return self.emit(f"adaptive_{kind}pool2d", [x], where, output_size=size)
+        op = "adaptive_avgpool2d" if kind == "avg" else "adaptive_maxpool2d"
+        return self.emit(op, [x], where, output_size=size)
 
     def module(self, node: fx.Node) -> str | None:
         m = self.modules[node.target]
