@@ -23,12 +23,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from onebit.errors import OnebitError
+from onebit.kernels._checks import pair
 from onebit.runtime import float_ops
 
 __all__ = ["ConversionError", "PNode", "trace"]
 
 
-class ConversionError(ValueError):
+class ConversionError(OnebitError, ValueError):
     """A model (or one of its layers) has no equivalent in onebit's inference graph."""
 
 
@@ -49,8 +51,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy().copy()
 
 
-def _pair(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(v[0]), int(v[1])]
+def _size_list(v: Any, name: str) -> list[int]:
+    """A layer's 2-D size argument (read by :func:`onebit.kernels._checks.pair`) as the
+    ``[h, w]`` list a graph node stores."""
+    return list(pair(v, name, 0))
 
 
 def _onebit_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
@@ -206,8 +210,9 @@ class _Builder:
             raise ConversionError(f"{where}: input_scaling='xnor_k' needs a sign input quantizer "
                                   "(the runtime applies K only in binary convolutions)")
         out = self.emit("conv2d", [x], where, in_channels=m.in_channels,
-                        out_channels=m.out_channels, kernel=_pair(m.kernel_size),
-                        stride=_pair(m.stride), padding=padding, dilation=_pair(m.dilation),
+                        out_channels=m.out_channels, kernel=_size_list(m.kernel_size, "kernel_size"),
+                        stride=_size_list(m.stride, "stride"), padding=padding,
+                        dilation=_size_list(m.dilation, "dilation"),
                         groups=m.groups, pad_value=float(getattr(m, "pad_value", 0.0)),
                         xnor_k=xnor_k, k_source=src)
         self._scaled_output(self.nodes[-1], m, where)
@@ -245,11 +250,13 @@ class _Builder:
              divisor_override: Any = None) -> str:
         stride = kernel if stride is None or stride == [] or stride == () else stride
         if kind == "max":
-            return self.emit("maxpool2d", [x], where, kernel=_pair(kernel), stride=_pair(stride),
-                             padding=_pair(padding), dilation=_pair(dilation),
+            return self.emit("maxpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
+                             stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                             dilation=_size_list(dilation, "dilation"),
                              ceil_mode=bool(ceil_mode))
-        return self.emit("avgpool2d", [x], where, kernel=_pair(kernel), stride=_pair(stride),
-                         padding=_pair(padding), ceil_mode=bool(ceil_mode),
+        return self.emit("avgpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
+                         stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                         ceil_mode=bool(ceil_mode),
                          count_include_pad=bool(count_include_pad),
                          divisor_override=divisor_override)
 
@@ -267,7 +274,7 @@ class _Builder:
         if isinstance(m, self.adder):
             out = self.emit("adder_conv2d", [x], where, in_channels=m.weight.shape[1],
                             out_channels=m.weight.shape[0], kernel=list(m.weight.shape[2:]),
-                            stride=_pair(m.stride), padding=_pair(m.padding))
+                            stride=_size_list(m.stride, "stride"), padding=_size_list(m.padding, "padding"))
             o = m.weight.shape[0]
             bias = getattr(m, "bias", None)
             self.nodes[-1].arrays.update(weight=_np(m.weight), mult=np.ones(o),
