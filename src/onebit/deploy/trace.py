@@ -25,6 +25,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from onebit.errors import OnebitError
 from onebit.kernels._checks import pair
+from onebit.nn import AdderConv2d
+from onebit.quantizers import Quantizer
 from onebit.runtime import float_ops
 
 __all__ = ["ConversionError", "PNode", "trace"]
@@ -55,24 +57,6 @@ def _size_list(v: Any, name: str) -> list[int]:
     """A layer's 2-D size argument (read by :func:`onebit.kernels._checks.pair`) as the
     ``[h, w]`` list a graph node stores."""
     return list(pair(v, name, 0))
-
-
-def _onebit_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(quantizer base classes, adder conv classes) of onebit, when those modules exist."""
-    quant: tuple[type, ...] = ()
-    adder: tuple[type, ...] = ()
-    try:
-        from onebit.quantizers import Quantizer
-        quant = (Quantizer,)
-    except ImportError:
-        pass
-    try:
-        from onebit import nn as onebit_nn
-        cls = getattr(onebit_nn, "AdderConv2d", None)
-        adder = (cls,) if isinstance(cls, type) else ()
-    except ImportError:
-        pass
-    return quant, adder
 
 
 _PROBE = torch.cat([torch.tensor([0.0, -0.0, 1e-30, -1e-30, 0.25, -0.25, 0.5, -0.5, 1.0, -1.0,
@@ -178,7 +162,6 @@ class _Builder:
         self.modules = dict(gm.named_modules())
         self.nodes: list[PNode] = []
         self.alias: dict[str, str] = {}  # fx node name -> value name
-        self.quant, self.adder = _onebit_classes()
 
     def value(self, arg: Any, where: str) -> str:
         if not isinstance(arg, fx.Node) or arg.name not in self.alias:
@@ -271,7 +254,7 @@ class _Builder:
         where = f"{node.target} ({type(m).__name__})"
         x = self.value(node.args[0], where) if node.args else None
         in_shape = tuple(node.args[0].meta["tensor_meta"].shape) if node.args else ()
-        if isinstance(m, self.adder):
+        if isinstance(m, AdderConv2d):
             out = self.emit("adder_conv2d", [x], where, in_channels=m.weight.shape[1],
                             out_channels=m.weight.shape[0], kernel=list(m.weight.shape[2:]),
                             stride=_size_list(m.stride, "stride"), padding=_size_list(m.padding, "padding"))
@@ -289,7 +272,7 @@ class _Builder:
             if len(in_shape) != (4 if isinstance(m, nn.BatchNorm2d) else 2):
                 raise ConversionError(f"{where}: input of shape {in_shape} is not supported")
             return self.batchnorm(m, x, where)
-        if isinstance(m, self.quant):
+        if isinstance(m, Quantizer):
             kind, bits = quantizer_kind(m, where)
             if kind == "float":
                 return x
@@ -452,8 +435,7 @@ def _trace_as_chain(model: nn.Module, leaves: tuple[type, ...], example: torch.T
 
 def trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[PNode], str, str]:
     """Trace ``model`` (in eval mode) into primitive nodes; return ``(nodes, input, output)``."""
-    quant, adder = _onebit_classes()
-    leaves = (nn.Conv2d, nn.Linear, *quant, *adder)
+    leaves = (nn.Conv2d, nn.Linear, Quantizer, AdderConv2d)
     example = torch.randn(2, *input_shape)
     try:
         tracer = _Tracer(leaves)
