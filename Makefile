@@ -46,7 +46,7 @@ data:
 	else echo "Fashion-MNIST: not installed; the loader will download it"; fi
 
 demo: setup data
-	$(PY) -m onebit.demo
+	$(PY) examples/demo.py
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

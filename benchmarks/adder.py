@@ -12,7 +12,8 @@ Training (batch 32 for the CIFAR ResNet-20 shapes, 8 for the ImageNet ResNet-18 
   * ``unfold``   the official code's formulation, which builds the whole C_out x (C_in*k*k) x
                  (N*H_out*W_out) difference tensor (onebit.nn.functional.adder_conv2d_reference);
                  skipped when that tensor alone would exceed --mem-cap-gb,
-  * ``onebit``   onebit.ops.adder_conv2d (C++ forward/backward, the paper's gradients).
+  * ``onebit``   onebit.nn.adder_autograd.compiled_adder_conv2d (C++ forward/backward, the
+                 paper's gradients).
 Peak extra memory is the peak resident set (VmHWM, reset through /proc/self/clear_refs) minus the
 resident set before the step, measured after a warm-up step in a child process where glibc
 returns freed blocks to the system at once (MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_): it
@@ -52,7 +53,8 @@ import torch.nn.functional as F
 
 import onebit.kernels as K
 from onebit.nn.functional import adder_conv2d_reference
-from onebit.ops import adder_conv2d, calibrate_adder_scale, quantize_adder_input
+from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_input
+from onebit.nn.adder_autograd import compiled_adder_conv2d
 
 # Peak memory is measured in a child process in which glibc returns every freed block to the
 # system at once (so the resident set follows what is live); timings run in this process with
@@ -128,7 +130,7 @@ def _setup(name: str):
     diff_gb = cout * cin * k * k * batch * ho * ho * 4 / 2**30
     impls = {
         "conv": lambda a, b: F.conv2d(a, b, stride=stride, padding=pad),
-        "onebit": lambda a, b: adder_conv2d(a, b, stride, pad),
+        "onebit": lambda a, b: compiled_adder_conv2d(a, b, stride, pad, eta=None),
         "unfold": lambda a, b: adder_conv2d_reference(a, b, stride, pad, None),
     }
     return x, w, g, impls, diff_gb
@@ -204,7 +206,7 @@ def training_row(name, batch, repeats, cap_gb) -> dict:
     # the timed op agrees with the unfold formulation on one image
     with torch.no_grad():
         ref = adder_conv2d_reference(x[:1].double(), w.double(), stride, pad, None)
-        got = adder_conv2d(x[:1], w, stride, pad)
+        got = compiled_adder_conv2d(x[:1], w, stride, pad, eta=None)
     row["max_rel_err_vs_float64"] = float(((got - ref).abs() / ref.abs().clamp_min(1)).max())
     return row
 

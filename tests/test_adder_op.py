@@ -1,14 +1,16 @@
-"""onebit.ops.adder_conv2d (C++ AdderNet op) and the int8 helpers of onebit.ops.
+"""The C++ AdderNet op (onebit.nn.adder_autograd.compiled_adder_conv2d) and the int8 helpers of
+onebit.deploy.adder_int8.
 
 The float32 op (every kernel family of this CPU) is checked against a float64 unfold reference
 written here, with the rounding bound of float32 summation: for an output summing ``n`` terms,
 ``|op - ref| <= (n + 8) * 2^-24 * sum |term|``. The int8 layer is checked against the float layer
-with the quantization bound ``fan_in * scale`` derived in onebit.ops.adder_quant.
+with the quantization bound ``fan_in * scale`` derived in onebit.deploy.adder_int8.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -20,14 +22,16 @@ from hypothesis import strategies as st
 
 import onebit.kernels as K
 import onebit.nn.functional as OF
-from onebit.nn import AdderConv2d
-from onebit.ops import (
-    adder_conv2d,
+from onebit.deploy.adder_int8 import (
     adder_int8_error_bound,
     calibrate_adder_scale,
     quantize_adder_input,
     quantize_adder_layer,
 )
+from onebit.nn import AdderConv2d
+from onebit.nn.adder_autograd import compiled_adder_conv2d
+
+adder_conv2d = functools.partial(compiled_adder_conv2d, eta=None)  # the raw filter gradient
 
 U = 2.0**-24
 ISAS = ["reference"] + [n for n in ("avx2", "avx512") if K.isa_available(n)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +13,6 @@ from onebit import models
 from onebit.models import create, list_models, model_info, register_model
 from onebit.models.cifar import BasicBlock
 from onebit.models.imagenet import BiRealBlock
-from onebit.models.timing import time_training_epoch
 
 REQUIRED = ["alexnet", "birealnet18", "birealnet34", "fmnist_cnn", "lenet5_bn", "mlp", "resnet18",
             "resnet20", "vgg_small"]
@@ -241,8 +243,19 @@ def test_register_model(monkeypatch):
         register_model(name="bad")(lambda num_classes=10: nn.Identity())
 
 
+def _training_epoch_script():
+    """benchmarks/training_epoch.py, the script that times a float training epoch."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training_epoch.py"
+    spec = importlib.util.spec_from_file_location("training_epoch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_time_training_epoch_runs():
     from onebit.data.transforms import BatchLoader
+
+    time_training_epoch = _training_epoch_script().time_training_epoch
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (24, 28, 28, 1), dtype=torch.uint8)

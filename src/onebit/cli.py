@@ -24,13 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from onebit.errors import UserError
+
 __all__ = ["main", "build_parser", "UserError"]
 
 PROG = "onebit"
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line."""
 
 
 class _Parser(argparse.ArgumentParser):

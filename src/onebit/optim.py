@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from onebit.quantizers import PeriodicSign
+
 __all__ = [
     "binary_weight_layers",
     "clip_latent_weights_",
@@ -107,8 +109,6 @@ def biper_regularizer(model: nn.Module, tau: float) -> torch.Tensor:
     0.0468 in stage 2 in the official scripts (see :func:`biper_tau` for their schedule).
     Gradient ``tau * omega0 * sin(2 omega0 W) / numel(W)`` per weight.
     """
-    from onebit.quantizers import PeriodicSign
-
     terms = []
     for m in model.modules():
         q = getattr(m, "weight_quantizer", None)

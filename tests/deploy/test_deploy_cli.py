@@ -13,7 +13,6 @@ import onebit.runtime as rt
 from onebit.cli import main
 from onebit.data.idx import write_idx
 
-from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from onebit.deploy.torch_graph import GraphTorchModule
 from onebit.methods import binarize_
 from onebit.nn import QuantConv2d, QuantLinear, XNORBlock
 
-from _deploy_helpers import (one_torch_thread,  # noqa: F401 (autouse)
-                             assert_matches_torch, binarized, bnn_sequential,
+from _deploy_helpers import (assert_matches_torch, binarized, bnn_sequential,
                              randomize_batchnorm_, torch_logits)
 
 METHODS = ["float", "bnn", "binaryconnect", "bwn", "xnor", "bireal", "biper", "addernet"]
@@ -291,9 +290,9 @@ def test_graph_as_torch_module_agrees_with_the_runtime(name, method, options, sh
 
 def test_adder_int8_stays_within_the_rounding_bound(tmp_path):
     """One AdderNet layer: |y_int8 - y_float| <= K * s (times the folded BN scale) per output,
-    K = C * kh * kw (onebit.ops.adder_int8_error_bound); the int8 graph survives save/load."""
+    K = C * kh * kw (onebit.deploy.adder_int8.adder_int8_error_bound); the int8 graph survives save/load."""
     from onebit.nn import AdderConv2d
-    from onebit.ops import adder_int8_error_bound
+    from onebit.deploy.adder_int8 import adder_int8_error_bound
 
     torch.manual_seed(0)
     model = nn.Sequential(AdderConv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6))
@@ -317,7 +316,7 @@ def test_adder_int8_clips_outlying_filters_exactly(tmp_path):
     (|X - F| = |X - A| + (F - A) for |X| <= A < F): the scale follows the inputs (max|X| / 127),
     and the int8 layer stays within K * s of the float layer."""
     from onebit.nn import AdderConv2d
-    from onebit.ops import adder_int8_error_bound
+    from onebit.deploy.adder_int8 import adder_int8_error_bound
 
     torch.manual_seed(1)
     model = nn.Sequential(AdderConv2d(3, 5, 3, padding=1)).eval()

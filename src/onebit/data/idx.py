@@ -18,6 +18,8 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
+from onebit.errors import OnebitError
+
 __all__ = ["IDXFormatError", "IDX_DTYPES", "read_idx", "write_idx"]
 
 PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
@@ -35,7 +37,7 @@ _CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in IDX_DTYPES.items()
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(OnebitError, ValueError):
     """A file is not a well-formed IDX file (bad magic, unknown dtype, wrong payload size)."""
 
 

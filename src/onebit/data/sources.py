@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onebit.data.catalog import CHECKSUMS, DATASETS, MIRRORS, SYSTEM_DIRS
+from onebit.errors import OnebitError
 
 __all__ = [
     "ChecksumError",
@@ -51,15 +52,15 @@ _SUBDIRS = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(OnebitError, FileNotFoundError):
     """The dataset's files are in none of the places looked and could not be downloaded."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(OnebitError, ValueError):
     """A dataset file exists but its MD5 is not the published one (corrupt or another file)."""
 
 
-class DownloadError(OSError):
+class DownloadError(OnebitError, OSError):
     """One download attempt failed (network, HTTP status, or a checksum mismatch)."""
 
 

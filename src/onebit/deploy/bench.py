@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+import onebit.runtime as rt
+from onebit.deploy.torch_graph import GraphTorchModule
 
 __all__ = ["alternating_times", "bench", "median_times", "thread_env"]
 
@@ -60,11 +64,6 @@ def median_times(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 2
 
 
 def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) -> list[dict]:
-    import torch
-
-    import onebit.runtime as rt
-    from onebit.deploy.torch_graph import GraphTorchModule
-
     torch.set_num_threads(threads)
     model = rt.load(path, num_threads=threads)
     reference = GraphTorchModule(model.graph, exact=False).eval()
@@ -87,10 +86,7 @@ def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) ->
 def bench(path: str | os.PathLike[str], batch_sizes: Sequence[int] = (1, 8),
           threads: Sequence[int] = (1, 2), repeats: int = 20) -> dict[str, Any]:
     """Time ``path`` for every batch size and thread count; returns rows and file sizes."""
-    from onebit.deploy.torch_graph import GraphTorchModule
-    from onebit.runtime import load_graph
-
-    graph = load_graph(path)
+    graph = rt.load_graph(path)
     rows: list[dict] = []
     for t in threads:
         cmd = [sys.executable, "-m", "onebit.deploy.bench", os.fspath(path), "--threads", str(t),

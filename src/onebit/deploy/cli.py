@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from onebit.errors import UserError
+
 __all__ = ["add_subcommands"]
 
 
 def _user_error(message: str) -> Exception:
-    from onebit.cli import UserError
-
     return UserError(message)
 
 

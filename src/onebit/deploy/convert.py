@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_layer
 from onebit.deploy.passes import materialize, run_passes
 from onebit.deploy.trace import ConversionError, PNode, trace
 from onebit.runtime.graph import Graph
@@ -63,11 +64,10 @@ def _normalization(norm: Any, channels: int) -> dict[str, list[float]] | None:
 def _adders_to_int8(model: nn.Module, nodes: list[PNode], calibration: Any) -> None:
     """Give every AdderNet layer its shared int8 scale, calibrated on ``calibration`` (a batch of
     model inputs): ``s = max|X| / 127`` over the batch, filters beyond ``127 s`` clipped with the
-    exact bias correction of :func:`onebit.ops.quantize_adder_layer` (``clip_filters=True``).
+    exact bias correction of :func:`onebit.deploy.adder_int8.quantize_adder_layer`
+    (``clip_filters=True``).
     Trained adder filters drift far outside the input range; a scale sized for them would leave
     the inputs only a few int8 levels."""
-    from onebit.ops import calibrate_adder_scale, quantize_adder_layer
-
     adders = [p for p in nodes if p.op == "adder_conv2d"]
     if not adders:
         raise ValueError("adder_calibration was given but the model has no AdderNet layer")

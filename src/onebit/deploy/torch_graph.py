@@ -2,23 +2,26 @@
 float and every binary conv computed as a float conv on +/-1 values.
 
 Two uses: the float baseline of ``onebit bench`` (what the architecture costs in PyTorch's fp32
-kernels), and an independent reference of the runtime's semantics (tests compare the two).
+kernels), and an independent reference of the runtime's semantics (tests compare the two). The
+torch reference of each op is in :data:`REFERENCES`, one entry per op of
+:data:`onebit.runtime.ops.OPS`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onebit.nn.functional import adder_conv2d
 from onebit.runtime.binary_ops import unpack_signs
 from onebit.runtime.graph import Graph, Node
 
-__all__ = ["GraphTorchModule"]
+__all__ = ["REFERENCES", "GraphTorchModule"]
 
 
 def _sign(x: torch.Tensor) -> torch.Tensor:
@@ -82,67 +85,12 @@ class GraphTorchModule(nn.Module):
         return torch.where(negative, -1.0, 1.0)
 
     def _node(self, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
-        a, op, x = node.attrs, node.op, xs[0]
-        if op == "conv2d":
-            return F.conv2d(_pad(x, a["padding"], a["pad_value"]), self._w(i, "weight"),
-                            self._w(i, "bias"), a["stride"], 0, a["dilation"], a["groups"])
-        if op == "bconv2d" and not self.exact:
-            return F.conv2d(x, self._w(i, "weight"), None, a["stride"], a["padding"])
-        if op == "blinear" and not self.exact:
-            return F.linear(x, self._w(i, "weight"))
-        if op == "bconv2d":
-            k = None
-            if a["xnor_k"]:
-                kh, kw = a["kernel"]
-                box = torch.full((1, 1, kh, kw), 1.0 / (kh * kw))
-                k = F.conv2d(_pad(x.abs().mean(1, keepdim=True), a["padding"], 0.0), box,
-                             stride=a["stride"])
-            acc = F.conv2d(_pad(_sign(x), a["padding"], float(a["pad_value"])),
-                           self._w(i, "weight"), None, a["stride"])
-            return self._transform(i, node, acc, k)
-        if op == "linear":
-            return F.linear(x, self._w(i, "weight"), self._w(i, "bias"))
-        if op == "blinear":
-            return self._transform(i, node, F.linear(_sign(x), self._w(i, "weight")), None)
-        if op == "adder_conv2d":
-            from onebit.nn.functional import adder_conv2d
-
-            y = adder_conv2d(x, self._w(i, "weight"), a["stride"], a["padding"], None)
-            mult, bias = self._w(i, "multiplier"), self._w(i, "bias")
-            y = y * mult.reshape(1, -1, 1, 1) if mult is not None else y
-            return y + bias.reshape(1, -1, 1, 1) if bias is not None else y
-        if op == "adder_int8":
-            from onebit.nn.functional import adder_conv2d
-
-            x_q = torch.clamp(torch.round(x / a["scale"]), -127, 127)
-            y = adder_conv2d(x_q, self._w(i, "weight_q"), a["stride"], a["padding"], None)
-            return y * self._w(i, "multiplier").reshape(1, -1, 1, 1) + \
-                self._w(i, "bias").reshape(1, -1, 1, 1)
-        if op in ("channel_affine", "prelu"):
-            shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
-            if op == "prelu":
-                return torch.where(x >= 0, x, x * self._w(i, "weight").reshape(shape))
-            return x * self._w(i, "scale").reshape(shape) + self._w(i, "shift").reshape(shape)
-        simple: dict[str, Any] = {
-            "relu": lambda: F.relu(x),
-            "hardtanh": lambda: F.hardtanh(x, a["min_val"], a["max_val"]),
-            "sign": lambda: _sign(x),
-            "maxpool2d": lambda: F.max_pool2d(x, a["kernel"], a["stride"], a["padding"],
-                                              a["dilation"], a["ceil_mode"]),
-            "avgpool2d": lambda: F.avg_pool2d(x, a["kernel"], a["stride"], a["padding"],
-                                              a["ceil_mode"], a["count_include_pad"],
-                                              a["divisor_override"]),
-            "adaptive_avgpool2d": lambda: F.adaptive_avg_pool2d(x, a["output_size"]),
-            "adaptive_maxpool2d": lambda: F.adaptive_max_pool2d(x, a["output_size"]),
-            "flatten": lambda: torch.flatten(x, 1),
-            "add": lambda: x + xs[1],
-        }
-        if op == "kbit":
-            levels = float(2 ** a["bits"] - 1)
-            if a["bits"] == 1:
-                return _sign(x)
-            return 2 * (torch.floor(levels * (x.clamp(-1, 1) + 1) / 2 + 0.5) / levels - 0.5)
-        return simple[op]()
+        if not self.exact and node.op in ("bconv2d", "blinear"):  # the float baseline
+            a, w = node.attrs, self._w(i, "weight")
+            if node.op == "blinear":
+                return F.linear(xs[0], w)
+            return F.conv2d(xs[0], w, None, a["stride"], a["padding"])
+        return REFERENCES[node.op](self, i, node, xs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = {self.graph.input: x}
@@ -154,3 +102,111 @@ class GraphTorchModule(nn.Module):
         """Bytes of all weights held as float32 (what the float model would store)."""
         return int(sum(4 * math.prod(w.shape) for (_, role), w in self._weights.items()
                        if role not in ("thresholds", "flip")))
+
+
+# -- the torch reference of each op of onebit.runtime.ops.OPS ----------------------------------
+# Each takes (module, node index, node, inputs) and returns the op's output (NCHW or [N, F]).
+_Ref = Callable[[GraphTorchModule, int, Node, list[torch.Tensor]], torch.Tensor]
+
+
+def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
+    return (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+
+
+def _conv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    return F.conv2d(_pad(xs[0], a["padding"], a["pad_value"]), m._w(i, "weight"), m._w(i, "bias"),
+                    a["stride"], 0, a["dilation"], a["groups"])
+
+
+def _bconv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    a, x, k = node.attrs, xs[0], None
+    if a["xnor_k"]:
+        kh, kw = a["kernel"]
+        box = torch.full((1, 1, kh, kw), 1.0 / (kh * kw))
+        k = F.conv2d(_pad(x.abs().mean(1, keepdim=True), a["padding"], 0.0), box,
+                     stride=a["stride"])
+    acc = F.conv2d(_pad(_sign(x), a["padding"], float(a["pad_value"])), m._w(i, "weight"), None,
+                   a["stride"])
+    return m._transform(i, node, acc, k)
+
+
+def _linear(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    return F.linear(xs[0], m._w(i, "weight"), m._w(i, "bias"))
+
+
+def _blinear(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    return m._transform(i, node, F.linear(_sign(xs[0]), m._w(i, "weight")), None)
+
+
+def _adder_conv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]
+                  ) -> torch.Tensor:
+    a = node.attrs
+    y = adder_conv2d(xs[0], m._w(i, "weight"), a["stride"], a["padding"], eta=None)
+    mult, bias = m._w(i, "multiplier"), m._w(i, "bias")
+    y = y * mult.reshape(1, -1, 1, 1) if mult is not None else y
+    return y + bias.reshape(1, -1, 1, 1) if bias is not None else y
+
+
+def _adder_int8(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    x_q = torch.clamp(torch.round(xs[0] / a["scale"]), -127, 127)
+    y = adder_conv2d(x_q, m._w(i, "weight_q"), a["stride"], a["padding"], eta=None)
+    return y * m._w(i, "multiplier").reshape(1, -1, 1, 1) + m._w(i, "bias").reshape(1, -1, 1, 1)
+
+
+def _channel_affine(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]
+                    ) -> torch.Tensor:
+    shape = _channel_shape(xs[0])
+    return xs[0] * m._w(i, "scale").reshape(shape) + m._w(i, "shift").reshape(shape)
+
+
+def _prelu(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    x = xs[0]
+    return torch.where(x >= 0, x, x * m._w(i, "weight").reshape(_channel_shape(x)))
+
+
+def _kbit(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    bits, x = node.attrs["bits"], xs[0]
+    if bits == 1:
+        return _sign(x)
+    levels = float(2 ** bits - 1)
+    return 2 * (torch.floor(levels * (x.clamp(-1, 1) + 1) / 2 + 0.5) / levels - 0.5)
+
+
+def _maxpool2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    return F.max_pool2d(xs[0], a["kernel"], a["stride"], a["padding"], a["dilation"],
+                        a["ceil_mode"])
+
+
+def _avgpool2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+    a = node.attrs
+    return F.avg_pool2d(xs[0], a["kernel"], a["stride"], a["padding"], a["ceil_mode"],
+                        a["count_include_pad"], a["divisor_override"])
+
+
+#: op name -> its torch reference; one entry per op of :data:`onebit.runtime.ops.OPS`
+REFERENCES: dict[str, _Ref] = {
+    "conv2d": _conv2d,
+    "bconv2d": _bconv2d,
+    "linear": _linear,
+    "blinear": _blinear,
+    "adder_conv2d": _adder_conv2d,
+    "adder_int8": _adder_int8,
+    "channel_affine": _channel_affine,
+    "relu": lambda m, i, node, xs: F.relu(xs[0]),
+    "hardtanh": lambda m, i, node, xs: F.hardtanh(xs[0], node.attrs["min_val"],
+                                                  node.attrs["max_val"]),
+    "prelu": _prelu,
+    "sign": lambda m, i, node, xs: _sign(xs[0]),
+    "kbit": _kbit,
+    "maxpool2d": _maxpool2d,
+    "avgpool2d": _avgpool2d,
+    "adaptive_avgpool2d": lambda m, i, node, xs: F.adaptive_avg_pool2d(
+        xs[0], node.attrs["output_size"]),
+    "adaptive_maxpool2d": lambda m, i, node, xs: F.adaptive_max_pool2d(
+        xs[0], node.attrs["output_size"]),
+    "flatten": lambda m, i, node, xs: torch.flatten(xs[0], 1),
+    "add": lambda m, i, node, xs: xs[0] + xs[1],
+}

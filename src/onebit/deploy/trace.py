@@ -23,12 +23,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from onebit.errors import OnebitError
+from onebit.kernels._checks import pair
+from onebit.nn import AdderConv2d
+from onebit.quantizers import Quantizer
 from onebit.runtime import float_ops
 
 __all__ = ["ConversionError", "PNode", "trace"]
 
 
-class ConversionError(ValueError):
+class ConversionError(OnebitError, ValueError):
     """A model (or one of its layers) has no equivalent in onebit's inference graph."""
 
 
@@ -49,26 +53,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy().copy()
 
 
-def _pair(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(v[0]), int(v[1])]
-
-
-def _onebit_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(quantizer base classes, adder conv classes) of onebit, when those modules exist."""
-    quant: tuple[type, ...] = ()
-    adder: tuple[type, ...] = ()
-    try:
-        from onebit.quantizers import Quantizer
-        quant = (Quantizer,)
-    except ImportError:
-        pass
-    try:
-        from onebit import nn as onebit_nn
-        cls = getattr(onebit_nn, "AdderConv2d", None)
-        adder = (cls,) if isinstance(cls, type) else ()
-    except ImportError:
-        pass
-    return quant, adder
+def _size_list(v: Any, name: str) -> list[int]:
+    """A layer's 2-D size argument (read by :func:`onebit.kernels._checks.pair`) as the
+    ``[h, w]`` list a graph node stores."""
+    return list(pair(v, name, 0))
 
 
 _PROBE = torch.cat([torch.tensor([0.0, -0.0, 1e-30, -1e-30, 0.25, -0.25, 0.5, -0.5, 1.0, -1.0,
@@ -174,7 +162,6 @@ class _Builder:
         self.modules = dict(gm.named_modules())
         self.nodes: list[PNode] = []
         self.alias: dict[str, str] = {}  # fx node name -> value name
-        self.quant, self.adder = _onebit_classes()
 
     def value(self, arg: Any, where: str) -> str:
         if not isinstance(arg, fx.Node) or arg.name not in self.alias:
@@ -206,8 +193,9 @@ class _Builder:
             raise ConversionError(f"{where}: input_scaling='xnor_k' needs a sign input quantizer "
                                   "(the runtime applies K only in binary convolutions)")
         out = self.emit("conv2d", [x], where, in_channels=m.in_channels,
-                        out_channels=m.out_channels, kernel=_pair(m.kernel_size),
-                        stride=_pair(m.stride), padding=padding, dilation=_pair(m.dilation),
+                        out_channels=m.out_channels, kernel=_size_list(m.kernel_size, "kernel_size"),
+                        stride=_size_list(m.stride, "stride"), padding=padding,
+                        dilation=_size_list(m.dilation, "dilation"),
                         groups=m.groups, pad_value=float(getattr(m, "pad_value", 0.0)),
                         xnor_k=xnor_k, k_source=src)
         self._scaled_output(self.nodes[-1], m, where)
@@ -245,28 +233,31 @@ class _Builder:
              divisor_override: Any = None) -> str:
         stride = kernel if stride is None or stride == [] or stride == () else stride
         if kind == "max":
-            return self.emit("maxpool2d", [x], where, kernel=_pair(kernel), stride=_pair(stride),
-                             padding=_pair(padding), dilation=_pair(dilation),
+            return self.emit("maxpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
+                             stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                             dilation=_size_list(dilation, "dilation"),
                              ceil_mode=bool(ceil_mode))
-        return self.emit("avgpool2d", [x], where, kernel=_pair(kernel), stride=_pair(stride),
-                         padding=_pair(padding), ceil_mode=bool(ceil_mode),
+        return self.emit("avgpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
+                         stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                         ceil_mode=bool(ceil_mode),
                          count_include_pad=bool(count_include_pad),
                          divisor_override=divisor_override)
 
     def adaptive(self, kind: str, x: str, where: str, size: Any, in_shape: tuple[int, ...]) -> str:
         size = [size, size] if isinstance(size, int) or size is None else list(size)
         size = [in_shape[2 + i] if s is None else int(s) for i, s in enumerate(size)]
-        return self.emit(f"adaptive_{kind}pool2d", [x], where, output_size=size)
+        op = "adaptive_avgpool2d" if kind == "avg" else "adaptive_maxpool2d"
+        return self.emit(op, [x], where, output_size=size)
 
     def module(self, node: fx.Node) -> str | None:
         m = self.modules[node.target]
         where = f"{node.target} ({type(m).__name__})"
         x = self.value(node.args[0], where) if node.args else None
         in_shape = tuple(node.args[0].meta["tensor_meta"].shape) if node.args else ()
-        if isinstance(m, self.adder):
+        if isinstance(m, AdderConv2d):
             out = self.emit("adder_conv2d", [x], where, in_channels=m.weight.shape[1],
                             out_channels=m.weight.shape[0], kernel=list(m.weight.shape[2:]),
-                            stride=_pair(m.stride), padding=_pair(m.padding))
+                            stride=_size_list(m.stride, "stride"), padding=_size_list(m.padding, "padding"))
             o = m.weight.shape[0]
             bias = getattr(m, "bias", None)
             self.nodes[-1].arrays.update(weight=_np(m.weight), mult=np.ones(o),
@@ -281,7 +272,7 @@ class _Builder:
             if len(in_shape) != (4 if isinstance(m, nn.BatchNorm2d) else 2):
                 raise ConversionError(f"{where}: input of shape {in_shape} is not supported")
             return self.batchnorm(m, x, where)
-        if isinstance(m, self.quant):
+        if isinstance(m, Quantizer):
             kind, bits = quantizer_kind(m, where)
             if kind == "float":
                 return x
@@ -444,8 +435,7 @@ def _trace_as_chain(model: nn.Module, leaves: tuple[type, ...], example: torch.T
 
 def trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[PNode], str, str]:
     """Trace ``model`` (in eval mode) into primitive nodes; return ``(nodes, input, output)``."""
-    quant, adder = _onebit_classes()
-    leaves = (nn.Conv2d, nn.Linear, *quant, *adder)
+    leaves = (nn.Conv2d, nn.Linear, Quantizer, AdderConv2d)
     example = torch.randn(2, *input_shape)
     try:
         tracer = _Tracer(leaves)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,3 +76,24 @@ def resolve_threads(num_threads: Any) -> int:
     if num_threads is None:
         return default_num_threads()
     return require_int(num_threads, "num_threads", 1)
+
+
+def pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    """``value`` (an int, or an ``(h, w)`` pair of ints) as a pair of Python ints ``>= minimum``:
+    onebit's one reading of a 2-D size argument, for the kernels and the torch layers alike.
+    TypeError for a non-integer, ValueError for a wrong length or a value below ``minimum``
+    (fast path for plain ints: layers call this on every inference)."""
+    if type(value) is int:
+        out = (value, value)
+    elif type(value) in (tuple, list) and len(value) == 2 and all(type(v) is int for v in value):
+        out = (value[0], value[1])
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
+    else:
+        v = require_int(value, name, minimum)
+        return v, v
+    if out[0] < minimum or out[1] < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out

@@ -8,7 +8,8 @@ filter, the exact integer ``sad = sum_{i,j,c} |X_q - F_q|`` with (V)PSADBW (both
 with 0x80 so that unsigned |a - b| equals the signed one; 32 differences per AVX2 instruction,
 register-blocked 2 positions x 4 filters) and writes ``fma(-sad, multiplier[t], bias[t])`` in
 float32. ``multiplier = s`` gives ``-sum |X - F|``; a BatchNorm folds into ``multiplier`` and
-``bias`` (see :func:`onebit.ops.quantize_adder_layer`, which also calibrates ``s``).
+``bias`` (see :func:`onebit.deploy.adder_int8.quantize_adder_layer`, which also calibrates
+``s``).
 
 Padding: AdderNet pads X with zeros, so a padded tap contributes ``|0 - F|``, not nothing. The
 kernel reads a padded position as ``pad_value_q`` in every channel (0 = the quantized zero of a
@@ -28,28 +29,9 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import require_array, require_int, resolve_threads
+from onebit.kernels._checks import pair, require_array, require_int, resolve_threads
 
 __all__ = ["adder_conv2d_f32", "adder_int8", "adder_output_shape"]
-
-
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints >= minimum (fast path for plain ints: layers call this
-    on every inference)."""
-    if type(value) is int:
-        pair = (value, value)
-    elif type(value) in (tuple, list) and len(value) == 2 and all(type(v) is int for v in value):
-        pair = (value[0], value[1])
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
-    else:
-        v = require_int(value, name, minimum)
-        return v, v
-    if pair[0] < minimum or pair[1] < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair
 
 
 def _out_hw(h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> tuple[int, int]:
@@ -95,8 +77,8 @@ def adder_output_shape(in_hw: Sequence[int], kernel_hw: Sequence[int], stride: A
                        padding: Any = 0) -> tuple[int, int]:
     """``(H_out, W_out) = ((H + 2 p - k) // s + 1, ...)``; raises ValueError if the kernel does not
     fit the padded input."""
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
     return _out_hw(int(in_hw[0]), int(in_hw[1]), int(kernel_hw[0]), int(kernel_hw[1]), sh, sw, ph,
                    pw)
 
@@ -122,8 +104,8 @@ def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: An
     if w.shape[3] != x.shape[3]:
         raise ValueError(f"w_q must be [C_out, kh, kw, C] with the C = {x.shape[3]} channels of x_q "
                          f"(NHWC), got {w.shape}; transpose NCHW filters with w.transpose(0, 2, 3, 1)")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
     pad = pad_value_q if type(pad_value_q) is int else require_int(pad_value_q, "pad_value_q", -128)
     if not -128 <= pad <= 127:
         raise ValueError(f"pad_value_q must be an int8 value in [-128, 127], got {pad}")
@@ -150,8 +132,8 @@ def adder_conv2d_f32(x: np.ndarray, weight: np.ndarray, *, stride: Any = 1, padd
     if wa.shape[1] != xa.shape[1]:
         raise ValueError(f"weight must be [C_out, C, kh, kw] with the C = {xa.shape[1]} channels of "
                          f"x (NCHW), got {wa.shape}")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
     oh, ow = _out_hw(xa.shape[2], xa.shape[3], wa.shape[2], wa.shape[3], sh, sw, ph, pw)
     out = np.empty((xa.shape[0], wa.shape[0], oh, ow), dtype=np.float32)
     _kernels.adder_conv2d_forward(xa, wa, out, sh, sw, ph, pw, _threads(num_threads))

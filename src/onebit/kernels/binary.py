@@ -37,6 +37,7 @@ from onebit import _kernels
 from onebit.kernels._checks import (
     check_tail_bits,
     optional_vector,
+    pair,
     require_array,
     require_int,
     resolve_threads,
@@ -57,15 +58,6 @@ __all__ = [
 
 _OUTPUTS = ("int32", "float", "bits")
 _PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
-
-
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return require_int(value[0], name, minimum), require_int(value[1], name, minimum)
-    v = require_int(value, name, minimum)
-    return v, v
 
 
 def conv_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -91,7 +83,7 @@ def conv_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: tuple[int, int
     if isinstance(padding, Sequence) and len(padding) == 4:
         t, b, l, r = (require_int(p, "padding", 0) for p in padding)
         return t, b, l, r
-    ph, pw = _pair(padding, "padding", 0)
+    ph, pw = pair(padding, "padding", 0)
     return ph, ph, pw, pw
 
 
@@ -100,7 +92,7 @@ def bconv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stri
     """Shape of :func:`bconv2d`'s result for packed shapes ``x_shape`` (NHWC) and ``w_shape``."""
     n, h, w, _ = x_shape
     cout, kh, kw, _ = w_shape
-    sh, sw = _pair(stride, "stride", 1)
+    sh, sw = pair(stride, "stride", 1)
     top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
     ho = (h + top + bottom - kh) // sh + 1
     wo = (w + left + right - kw) // sw + 1
@@ -390,7 +382,7 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
         raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
     n, h, wd, _ = x.shape
     cout, kh, kw, _ = w_shape
-    sh, sw = _pair(stride, "stride", 1)
+    sh, sw = pair(stride, "stride", 1)
     top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
     if h + top + bottom < kh or wd + left + right < kw:
         raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{wd} input "

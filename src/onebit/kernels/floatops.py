@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import require_array, require_int, resolve_threads
-from onebit.kernels.adder import _pair
+from onebit.kernels._checks import pair, require_array, require_int, resolve_threads
 
 __all__ = [
     "PreparedFloatConvWeight",
@@ -120,9 +119,9 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
     if cin != xa.shape[3]:
         raise ValueError(f"weight must be [C_out, C_in, kh, kw] with the C_in = {xa.shape[3]} "
                          f"channels of x (NHWC), got {pw_.shape}")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pwd = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+    sh, sw = pair(stride, "stride", 1)
+    ph, pwd = pair(padding, "padding", 0)
+    dh, dw = pair(dilation, "dilation", 1)
     oh = _window_out(xa.shape[1], kh, sh, ph, dh, False)
     ow = _window_out(xa.shape[2], kw, sw, pwd, dw, False)
     if oh < 1 or ow < 1:
@@ -149,10 +148,10 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
 def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                ceil_mode: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     xa = _nhwc(x)
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
-    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
+    dh, dw = pair(dilation, "dilation", 1)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
     if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:
@@ -172,10 +171,10 @@ def pool_output_shape(in_hw: tuple[int, int], kernel_size: Any, stride: Any = No
                       ceil_mode: bool = False) -> tuple[int, int]:
     """``(H_out, W_out)`` of a pool, PyTorch's rule (``ceil_mode`` included; stride defaults to
     the kernel size); may be ``<= 0`` when the window does not fit."""
-    kh, kw = _pair(kernel_size, "kernel_size", 1)
-    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
+    dh, dw = pair(dilation, "dilation", 1)
     return (_window_out(int(in_hw[0]), kh, sh, ph, dh, bool(ceil_mode)),
             _window_out(int(in_hw[1]), kw, sw, pw, dw, bool(ceil_mode)))
 

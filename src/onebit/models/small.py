@@ -90,7 +90,7 @@ def fmnist_cnn(num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
                hidden: int = 256) -> nn.Module:
     """A small CNN shared by every method's Fashion-MNIST results, sized so that a float epoch of
     60k images costs about a minute of CPU on one core of a Zen 3 class CPU (measure it with
-    ``python -m onebit.models.timing fmnist_cnn --threads 1``).
+    ``python benchmarks/training_epoch.py fmnist_cnn --threads 1``).
 
     Conv3x3(32)-BN-ReLU-MaxPool2 (the float first layer, small) -> Conv3x3(64)-BN-ReLU-MaxPool2
     -> Conv3x3(128)-BN-ReLU-MaxPool2 -> FC ``hidden``-BN-ReLU -> FC; about 7.7 M multiply-adds

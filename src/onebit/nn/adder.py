@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onebit.kernels._checks import pair
 from onebit.nn import functional as onebit_F
 
 __all__ = ["AdderConv2d"]
@@ -42,14 +43,9 @@ class AdderConv2d(nn.Module):
                 raise ValueError(f"{what} must be a positive integer; got {v!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = onebit_F._pair(kernel_size, "kernel_size")
-        self.stride = onebit_F._pair(stride, "stride")
-        self.padding = onebit_F._pair(padding, "padding")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(
-                f"kernel_size and stride must be >= 1 and padding >= 0; got kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}"
-            )
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride, "stride", 1)
+        self.padding = pair(padding, "padding", 0)
         if eta is not None and not float(eta) > 0:
             raise ValueError(f"eta must be > 0 (or None to disable the adaptive scaling); got {eta}")
         self.eta = None if eta is None else float(eta)

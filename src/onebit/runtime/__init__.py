@@ -13,11 +13,12 @@ from onebit.runtime.container import FORMAT_VERSION
 from onebit.runtime.errors import FormatError
 from onebit.runtime.graph import Graph, Node, ValueInfo
 from onebit.runtime.model import Model, load, load_graph, save_graph
-from onebit.runtime.schema import OPS
+from onebit.runtime.ops import OPS, OpSpec
 
 __all__ = [
     "FORMAT_VERSION",
     "OPS",
+    "OpSpec",
     "FormatError",
     "Graph",
     "Model",

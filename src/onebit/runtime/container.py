@@ -8,7 +8,7 @@ Layout (the safetensors layout, so any safetensors reader can list the tensors):
                   "<tensor>": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...}
     data         the tensors' bytes, little-endian, back to back in offset order, no gaps
 
-``DOCUMENT`` is a JSON string holding the graph and its metadata (see :mod:`onebit.runtime.schema`).
+``DOCUMENT`` is a JSON string holding the graph and its metadata (see :mod:`onebit.runtime.graph`).
 ``onebit_sha256`` is the SHA-256 of the document, the tensor table and the data together, so that a
 flipped bit anywhere in the file is reported as corruption instead of silently changing the model.
 

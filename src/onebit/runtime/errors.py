@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from onebit.errors import OnebitError
+
 __all__ = ["FormatError"]
 
 
-class FormatError(ValueError):
+class FormatError(OnebitError, ValueError):
     """A ``.onebit`` file (or an in-memory graph) is not valid.
 
     Every check of the reader raises this exception with a message that names the field at fault

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from onebit.errors import OnebitError
+
 __all__ = [
     "ConfigError",
     "Field",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(OnebitError, ValueError):
     """A user error in a recipe, an override or a command-line argument; the message names the fix."""
 
 

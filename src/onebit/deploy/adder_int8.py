@@ -22,13 +22,14 @@ exactly 0 (``pad_value_q = 0``), as in the float layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from onebit.kernels._checks import pair
 from onebit.kernels.adder import adder_int8
 
 __all__ = [
@@ -148,14 +149,6 @@ class QuantizedAdder:
                           bias=self.bias, num_threads=num_threads)
 
 
-def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, Sequence) and len(v) == 2:
-        return int(v[0]), int(v[1])
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v, v
-    raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-
-
 def quantize_adder_layer(
     layer: torch.nn.Module,
     scale: float,
@@ -220,6 +213,6 @@ def quantize_adder_layer(
         scale=float(scale),
         multiplier=mult.astype(np.float32),
         bias=shift.astype(np.float32),
-        stride=_pair(getattr(layer, "stride", 1), "layer.stride"),
-        padding=_pair(getattr(layer, "padding", 0), "layer.padding"),
+        stride=pair(getattr(layer, "stride", 1), "layer.stride", 1),
+        padding=pair(getattr(layer, "padding", 0), "layer.padding", 0),
     )

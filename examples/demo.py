@@ -1,4 +1,4 @@
-"""The main job (``make demo`` / ``python -m onebit.demo``): train, export, deploy, compare.
+"""The main job (``make demo`` / ``python examples/demo.py``): train, export, deploy, compare.
 
 1. trains a binary network (``fmnist_cnn`` binarized by a method, Bi-Real by default) on
    Fashion-MNIST for a short schedule, with Lightning's progress bar;
@@ -27,7 +27,7 @@ __all__ = ["main", "run"]
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m onebit.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python examples/demo.py", description=__doc__.splitlines()[0])
     p.add_argument("--method", default="bireal",
                    help="binarization method (see `onebit list methods`); default bireal")
     p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
@@ -162,14 +162,14 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     if a.epochs < 1:
-        print("onebit.demo: --epochs must be >= 1", file=sys.stderr)
+        print("demo: --epochs must be >= 1", file=sys.stderr)
         return 2
     from onebit.data.sources import ChecksumError, DatasetNotFoundError
 
     try:
         run(a)
     except (DatasetNotFoundError, ChecksumError) as exc:
-        print(f"onebit.demo: {exc}", file=sys.stderr)
+        print(f"demo: {exc}", file=sys.stderr)
         return 2
     return 0
 

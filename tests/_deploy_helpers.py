@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -80,12 +79,3 @@ def assert_matches_torch(model: nn.Module, runtime_out: np.ndarray, x: np.ndarra
     np.testing.assert_array_equal(runtime_out.argmax(1), ref.argmax(1))
     tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
     np.testing.assert_allclose(runtime_out, ref, rtol=0, atol=tol)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The reference PyTorch runs are tiny: one thread avoids thread-pool overhead on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -2,7 +2,7 @@
 
 Command line (prints one line and a JSON record)::
 
-    python -m onebit.models.timing fmnist_cnn --dataset fashion_mnist --batch-size 128
+    python benchmarks/training_epoch.py fmnist_cnn --dataset fashion_mnist --batch-size 128
 
 The loop is the simplest one: SGD with momentum, cross-entropy, the dataset's normalisation,
 batches from :class:`onebit.data.transforms.BatchLoader`. ``--batches N`` times the first ``N``
@@ -71,7 +71,7 @@ def time_training_epoch(model: nn.Module, loader: BatchLoader, max_batches: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m onebit.models.timing",
+    parser = argparse.ArgumentParser(prog="python benchmarks/training_epoch.py",
                                      description="Time one float training epoch of a model.")
     parser.add_argument("model")
     parser.add_argument("--dataset", default="fashion_mnist")

@@ -14,7 +14,6 @@ import pytest
 import onebit.runtime as rt
 from onebit.deploy import convert, save
 
-from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
 from _deploy_helpers import assert_matches_torch, bnn_sequential
 
 

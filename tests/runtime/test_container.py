@@ -15,7 +15,6 @@ import onebit.runtime as rt
 from onebit.deploy import convert, load_graph, save
 from onebit.runtime.container import read_container, write_container
 
-from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
 from _deploy_helpers import bnn_sequential
 
 

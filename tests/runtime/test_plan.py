@@ -11,7 +11,6 @@ from onebit.deploy import convert
 from onebit.runtime.graph import Graph, Node
 from onebit.runtime.plan import BITS_SUFFIX, plan
 
-from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
 from _deploy_helpers import binarized
 
 
