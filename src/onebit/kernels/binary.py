@@ -224,8 +224,8 @@ class PreparedConvWeight:
         gives identical results, so tuning changes only speed. An inference runtime calls this
         once per layer at load time with the layer's real input size.
         """
-        h, w = _pair(in_hw, "in_hw", 1)
-        sh, sw = _pair(stride, "stride", 1)
+        h, w = pair(in_hw, "in_hw", 1)
+        sh, sw = pair(stride, "stride", 1)
         kh, kw = self.shape[1], self.shape[2]
         top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
         try:

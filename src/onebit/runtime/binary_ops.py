@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from onebit import kernels
+from onebit import _kernels, kernels
+from onebit.kernels._checks import resolve_threads
 from onebit.runtime import float_ops
 
-__all__ = ["BinaryArgs", "bconv2d", "blinear", "pack_signs", "unpack_signs", "xnor_k_map"]
+__all__ = ["BConvKernel", "BinaryArgs", "bconv2d", "blinear", "pack_signs", "unpack_signs",
+           "xnor_k_map"]
 
 
 def pack_signs(x: np.ndarray) -> np.ndarray:
@@ -115,3 +117,61 @@ def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndar
     bits = x if x.dtype == np.uint32 else pack_signs(x)
     return kernels.bgemm(bits, args.weight_bits, args.n, output=args.output,
                          num_threads=num_threads, **args.transform)
+
+
+_PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
+
+
+class BConvKernel:
+    """One compiled binary conv step: ``fn(xs, num_threads)`` with ``xs = [input]``, or
+    ``[input, residual]`` for a conv fused with the residual add after it (``residual=True``);
+    ``sign_bits`` also returns the packed signs of a float output (``(y, bits)``).
+
+    The node was checked when its graph was validated, so every argument of the compiled kernel
+    is resolved here once and each call goes straight to it (no per-call checks). :meth:`tune`
+    picks the layer's fastest popcount kernel for its input size (identical results).
+    """
+
+    def __init__(self, args: BinaryArgs, residual: bool = False, sign_bits: bool = False) -> None:
+        self.args = args
+        self.residual, self.sign_bits = residual, sign_bits
+        prepared = args.weight_bits
+        self._impl = prepared._impl
+        self.out_channels, self.kh, self.kw = prepared.shape[0], prepared.shape[1], prepared.shape[2]
+        t = args.transform
+        self._mult = t.get("multiplier")
+        self._bias = t.get("bias")
+        self._th = t.get("thresholds")
+        flip = t.get("flip")
+        vec = (lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.float32))
+        self._mult, self._bias, self._th = vec(self._mult), vec(self._bias), vec(self._th)
+        self._flip = None if flip is None else np.ascontiguousarray(flip, dtype=np.bool_).view(np.uint8)
+        self._pad_code = _PAD_CODES[float(args.pad_value)]
+        self._words = (self.out_channels + 31) // 32
+        self.tuning: dict[str, float] = {}
+
+    def tune(self, in_hw: tuple[int, int], num_threads: int | None) -> dict[str, float]:
+        """Time the candidate kernels on this layer's geometry (batch 1) and keep the fastest."""
+        a = self.args
+        self.tuning = a.weight_bits.tune(in_hw, stride=a.stride, padding=a.padding,
+                                         pad_value=a.pad_value, num_threads=num_threads)
+        return self.tuning
+
+    def __call__(self, xs: list[np.ndarray], num_threads: int | None) -> Any:
+        a, x = self.args, xs[0]
+        k_map = xnor_k_map(x, a.kernel, a.stride, a.padding).reshape(-1) if a.xnor_k else None
+        bits = x if x.dtype == np.uint32 else pack_signs(x)
+        n, h, w = bits.shape[0], bits.shape[1], bits.shape[2]
+        (sh, sw), (ph, pw) = a.stride, a.padding
+        ho, wo = (h + 2 * ph - self.kh) // sh + 1, (w + 2 * pw - self.kw) // sw + 1
+        if a.output == "float":
+            out = np.empty((n, ho, wo, self.out_channels), dtype=np.float32)
+        else:
+            out = np.empty((n, ho, wo, self._words), dtype=np.uint32)
+        res = np.ascontiguousarray(xs[1], dtype=np.float32) if self.residual else None
+        sign = np.empty((n, ho, wo, self._words), dtype=np.uint32) if self.sign_bits else None
+        _kernels.bconv2d_prepared(bits, self._impl, n, h, w, a.n, self.out_channels, self.kh,
+                                  self.kw, sh, sw, ph, ph, pw, pw, self._pad_code, a.output, k_map,
+                                  self._mult, self._bias, self._th, self._flip, res, sign, out,
+                                  resolve_threads(num_threads))
+        return (out, sign) if self.sign_bits else out

@@ -30,10 +30,8 @@ def _compile_step(graph: Graph, step: Step, reuse: int | None) -> Kernel:
     node = step.nodes[0]
     tensors = {role: graph.tensors[key] for role, key in node.tensors.items()}
     if step.fused:  # (bconv2d, add): xs = [conv input, residual]
-        args = binary_ops.BinaryArgs.from_node(node.attrs, tensors)
-        bits = step.sign_bits
-        return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt, residual=xs[1],
-                                                 return_sign_bits=bits)
+        return binary_ops.BConvKernel(binary_ops.BinaryArgs.from_node(node.attrs, tensors),
+                                      residual=True, sign_bits=step.sign_bits)
     spec = OPS[node.op]
     if reuse is not None and spec.inplace is not None:
         return spec.inplace(node, tensors, reuse)
@@ -52,23 +50,30 @@ class Model:
     is passed to onebit's kernels (None: their default, see
     :func:`onebit.kernels.set_default_num_threads`); NumPy's own BLAS threads are not changed.
     ``fuse`` applies the fusions of :mod:`onebit.runtime.plan` (``steps`` lists what runs).
+    ``tune`` times, once per binary conv, every popcount kernel this CPU can run for its filters
+    on the layer's input size and keeps the fastest (results are identical whichever runs;
+    :meth:`kernel_choices` lists what was chosen); ``tune=False`` keeps the rule's choice by
+    filter length and loads faster.
     """
 
-    def __init__(self, graph: Graph, num_threads: int | None = None, fuse: bool = True) -> None:
+    def __init__(self, graph: Graph, num_threads: int | None = None, fuse: bool = True,
+                 tune: bool = True) -> None:
         _check_threads(num_threads)
-        self._build(graph, graph.validate(), num_threads, fuse)
+        self._build(graph, graph.validate(), num_threads, fuse, tune)
 
     @classmethod
     def _validated(cls, graph: Graph, infos: dict[str, ValueInfo], num_threads: int | None,
-                   fuse: bool) -> Model:
+                   fuse: bool, tune: bool = True) -> Model:
         """A model of a graph already validated (``infos`` from its validation)."""
         _check_threads(num_threads)
         model = cls.__new__(cls)
-        model._build(graph, infos, num_threads, fuse)
+        model._build(graph, infos, num_threads, fuse, tune)
         return model
 
     def _build(self, graph: Graph, infos: dict[str, ValueInfo], num_threads: int | None,
-               fuse: bool) -> None:
+               fuse: bool, tune: bool) -> None:
+        if not isinstance(tune, bool):
+            raise TypeError(f"tune must be True or False, got {tune!r}")
         self.infos = infos
         self.graph = graph
         self.num_threads = num_threads
@@ -86,12 +91,27 @@ class Model:
                  for i, s in enumerate(self.steps)]
         self._steps = [(_compile_step(graph, s, r), list(s.inputs), list(s.outputs))
                        for s, r in zip(self.steps, reuse)]
+        self._binary = [(s.nodes[0].name, fn) for s, (fn, _, _) in zip(self.steps, self._steps)
+                        if isinstance(fn, binary_ops.BConvKernel)]
+        if tune:
+            for s, (fn, _, _) in zip(self.steps, self._steps):
+                if isinstance(fn, binary_ops.BConvKernel):
+                    fn.tune(tuple(self.infos[s.nodes[0].inputs[0]].shape[1:]), num_threads)
         # free each value after its last reader; one nothing reads (e.g. packed signs whose
         # readers all went another way) right after it is made
         self._free = [list(dict.fromkeys(  # a step may read one value twice
             [name for name in s.inputs if last_use[name] == i and name != graph.output]
             + [name for name in s.outputs if name not in last_use and name != graph.output]))
             for i, s in enumerate(self.steps)]
+
+    def kernel_choices(self) -> list[dict[str, Any]]:
+        """The popcount kernel of each binary conv: ``node``, ``kernel``, ``choice`` (``"rule"``
+        by filter length, ``"measured"`` at load, ``"forced"``) and the candidates' times in ms
+        where they were measured."""
+        return [{"node": name, "kernel": fn.args.weight_bits.kernel,
+                 "choice": fn.args.weight_bits.choice,
+                 "times_ms": {k: round(1e3 * v, 4) for k, v in fn.tuning.items()}}
+                for name, fn in self._binary]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -177,9 +197,9 @@ def load_graph(path: str | os.PathLike[str] | bytes) -> Graph:
 
 
 def load(path: str | os.PathLike[str] | bytes, num_threads: int | None = None,
-         fuse: bool = True) -> Model:
+         fuse: bool = True, tune: bool = True) -> Model:
     """Load a ``.onebit`` file into a runnable :class:`Model` (torch-free). ``fuse=False`` runs
     node by node, without the fusions of :mod:`onebit.runtime.plan` (the results are the same).
     The graph is validated once, as it is read."""
     graph, infos = graph_and_infos_from_document(*read_container(path))
-    return Model._validated(graph, infos, num_threads, fuse)
+    return Model._validated(graph, infos, num_threads, fuse, tune)

@@ -145,10 +145,8 @@ def _check_bconv2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 
 
 def _compile_bconv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
-    args = binary_ops.BinaryArgs.from_node(node.attrs, t)
-    if sign_bits:
-        return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt, return_sign_bits=True)
-    return lambda xs, nt: binary_ops.bconv2d(xs[0], args, nt)
+    return binary_ops.BConvKernel(binary_ops.BinaryArgs.from_node(node.attrs, t),
+                                  sign_bits=sign_bits)
 
 
 def _check_blinear(c: Check, xs: list[ValueInfo]) -> ValueInfo:
