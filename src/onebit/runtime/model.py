@@ -110,7 +110,7 @@ class Model:
         where they were measured."""
         return [{"node": name, "kernel": fn.args.weight_bits.kernel,
                  "choice": fn.args.weight_bits.choice,
-                 "times_ms": {k: round(1e3 * v, 4) for k, v in fn.tuning.items()}}
+                 "times_ms": {k: 1e3 * v for k, v in fn.tuning.items()}}
                 for name, fn in self._binary]
 
     @property
