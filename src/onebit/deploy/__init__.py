@@ -18,10 +18,13 @@ from typing import Any
 # name -> module that defines it
 _LAZY = {
     "ConversionError": "onebit.deploy.trace",
+    "ExportError": "onebit.deploy.onnx_export",
     "FormatError": "onebit.runtime.errors",
     "GraphTorchModule": "onebit.deploy.torch_graph",
     "InferenceGraph": "onebit.runtime.graph",
     "convert": "onebit.deploy.convert",
+    "export_onnx": "onebit.deploy.onnx_export",
+    "export_qonnx": "onebit.deploy.qonnx",
     "load_graph": "onebit.deploy.format",
     "save": "onebit.deploy.format",
 }
