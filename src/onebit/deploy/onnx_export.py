@@ -6,7 +6,8 @@ NCHW float32 tensors with a dynamic batch axis:
 * ``sign`` (and the sign inside ``bconv2d`` / ``blinear``) is ``Where(x >= 0, 1, -1)``, so
   ``sign(0) = +1`` as in onebit; packed bits travel as float tensors of +/-1.
 * ``bconv2d`` is ``Conv`` of the +/-1 input with the +/-1 filters (integer sums, exact in
-  float32), then ``Mul(multiplier)`` and ``Add(bias)``; XNOR-Net's K map is ``Abs ->
+  float32; a ``Round`` marks them, see :meth:`OnnxWriter.accumulator`), then
+  ``Mul(multiplier)`` and ``Add(bias)``; XNOR-Net's K map is ``Abs ->
   ReduceMean(channels) -> AveragePool`` (zero padding counted) multiplied in before the
   multiplier, in the runtime's order. A bits output is ``sign((acc - T) * s)`` with
   ``s = -1`` where ``flip``. Padding with +/-1 is an explicit ``Pad``.
@@ -159,9 +160,16 @@ class OnnxWriter:
                        strides=list(a["stride"]), pads=padding * 2, dilations=list(dilation),
                        group=groups)
 
+    def accumulator(self, acc: str, base: str) -> str:
+        """The integer sum of a binary layer. ``Round`` (a no-op on it) keeps graph optimizers
+        such as ONNX Runtime's from folding the per-channel multiplier into the +/-1 weights,
+        which would turn the exact sum into a rounded one (and flip signs of outputs at 0)."""
+        return self.op("Round", [acc], f"{base}.acc")
+
     def output_transform(self, acc: str, node: Node, rank: int, base: str,
                          k_map: str | None = None) -> str:
         """The binary op's output from its accumulator, as the kernels compute it."""
+        acc = self.accumulator(acc, base)
         if node.attrs["output"] == "float":
             y = acc if k_map is None else self.op("Mul", [acc, k_map], f"{base}.k")
             y = self.op("Mul", [y, self.per_channel(f"{base}.multiplier",

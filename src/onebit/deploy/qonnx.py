@@ -63,6 +63,9 @@ class QonnxWriter(OnnxWriter):
         return self.op("BipolarQuant", [w, self.const(f"{base}.weight_scale", s)],
                        f"{base}.weight_q", domain=QONNX_DOMAIN)
 
+    def accumulator(self, acc: str, base: str) -> str:
+        return acc  # the weights come out of BipolarQuant nodes, which no optimizer folds into
+
     def opsets(self) -> list[Any]:
         return [*super().opsets(), self.onnx.helper.make_opsetid(QONNX_DOMAIN, 1)]
 
