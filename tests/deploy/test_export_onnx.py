@@ -12,6 +12,7 @@ from torch import nn
 
 import onebit.runtime as rt
 from onebit.deploy import ExportError, convert, export_onnx, export_qonnx
+from onebit.deploy.qonnx import graph_to_qonnx
 from onebit.nn import QuantConv2d
 
 from _deploy_helpers import binarized, one_torch_thread, randomize_batchnorm_, torch_logits  # noqa: F401
@@ -191,3 +192,23 @@ def test_quantizers_equal_the_runtime_bit_for_bit(op, attrs, tmp_path):
     pytest.importorskip("qonnx")
     export_qonnx(graph, tmp_path / "q.onnx")
     np.testing.assert_array_equal(run_qonnx(tmp_path / "q.onnx", TIES), want)
+
+
+@pytest.mark.parametrize("method", ["bnn", "xnor", "bireal", "biper"])
+def test_qonnx_datatypes_make_binary_layers_integer(method):
+    """qonnx's own datatype inference (the first step of FINN's flow) sees BIPOLAR activations
+    and weights in every binary layer, so its Conv / Gemm accumulators are integers."""
+    pytest.importorskip("qonnx")
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.util.cleanup import cleanup_model
+
+    name, options, shape = ("resnet20", {"width": 0.25}, (3, 16, 16)) if method != "bnn" else \
+        CASES[0][:3]
+    graph = convert(binarized(name, method, **options), example_input_shape=shape)
+    binary = sum(n.op in ("bconv2d", "blinear") for n in graph.nodes)
+    model = cleanup_model(ModelWrapper(graph_to_qonnx(graph))).transform(InferDataTypes())
+    integer = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")
+               and model.get_tensor_datatype(n.output[0]).name.startswith("INT")]
+    assert binary > 0 and len(integer) == binary
+
