@@ -15,7 +15,8 @@ from onebit.deploy import ExportError, convert, export_onnx, export_qonnx
 from onebit.deploy.qonnx import graph_to_qonnx
 from onebit.nn import QuantConv2d
 
-from _deploy_helpers import binarized, one_torch_thread, randomize_batchnorm_, torch_logits  # noqa: F401
+from _deploy_helpers import (binarized, one_torch_thread,  # noqa: F401 (autouse)
+                             randomize_batchnorm_, torch_logits)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -18,7 +18,8 @@ import onebit.runtime as rt
 from onebit.deploy import ConversionError, convert
 from onebit.methods import binarize_
 
-from _deploy_helpers import assert_matches_torch, one_torch_thread, randomize_batchnorm_  # noqa: F401
+from _deploy_helpers import (assert_matches_torch, one_torch_thread,  # noqa: F401 (autouse)
+                             randomize_batchnorm_)
 
 
 class Basic(nn.Module):
@@ -196,7 +197,7 @@ ERRORS = [
     ("shape read in forward", lambda: _net(ChannelSplit()),
      r"^6\.0 \(ChannelSplit\): Python-level use of a tensor \(getattr.*tensor ops only"),
     ("activation", lambda: _net(nn.Hardswish()),
-     r"^6\.0 \(Hardswish\): the activation Hardswish has no onebit op; use ReLU"),
+     r"^6\.0 \(Hardswish\): no onebit op for this module \(the activation Hardswish\); use ReLU"),
     ("second input", TwoInputs, r"attn_mask: the model takes a second input 'attn_mask'.*wrap it"),
 ]
 

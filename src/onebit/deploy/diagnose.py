@@ -81,17 +81,18 @@ def unsupported_function(node: fx.Node) -> str:
             if n.target in _MATMUL or n.target in _GATES:
                 what, todo = _what(n)
                 break
-    where = f"{owner[0]} ({owner[1]})" if owner else f"the model's forward ({node.name})"
-    return f"{where}: {what} cannot be converted; {todo}"
+    where = f"{owner[0]} ({owner[1]})" if owner else f"{node.name} (in the model's own forward)"
+    verb = "has no onebit op" if todo is _SUPPORTED else "cannot be converted"
+    return f"{where}: {what} {verb}; {todo}"
 
 
 def unsupported_module(path: str, module: nn.Module) -> str:
     """Message for a module with no onebit op."""
     where = f"{path} ({type(module).__name__})"
     if isinstance(module, _ACTIVATION_MODULES):
-        return (f"{where}: the activation {type(module).__name__} has no onebit op; use ReLU, "
-                "ReLU6/Hardtanh or PReLU (onebit's float activations), or a binarizing "
-                "quantizer")
+        return (f"{where}: no onebit op for this module (the activation "
+                f"{type(module).__name__}); use ReLU, ReLU6/Hardtanh or PReLU (onebit's float "
+                "activations), or a binarizing quantizer")
     if isinstance(module, nn.MultiheadAttention) or "attention" in type(module).__name__.lower():
         return (f"{where}: attention cannot be converted; onebit converts convolutional and "
                 "dense networks only")
@@ -103,7 +104,8 @@ def unsupported_module(path: str, module: nn.Module) -> str:
 
 def grouped_binary_conv(path: str, module: nn.Module, what: str) -> str:
     """Message for a grouped or depthwise conv that a binary method made binary."""
-    kind = "depthwise" if module.groups == module.in_channels else f"grouped (groups={module.groups})"
+    groups = module.groups
+    kind = "depthwise" if groups == module.in_channels else f"grouped (groups={groups})"
     return (f"{path} ({type(module).__name__}): {what} needs a binary convolution, and a "
             f"{kind} conv has none in onebit; keep this layer float: call "
             f"onebit.methods.mark_float_(model.get_submodule({path!r})) on the float model before "
