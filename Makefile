@@ -24,6 +24,8 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install -q "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.24" "safetensors>=0.4" \
 	    "lightning>=2.2" "pyyaml>=6" "tqdm>=4.60" "matplotlib>=3.7" "tensorboard>=2.14" \
 	    "pytest>=7" "hypothesis>=6.80"
+	# the interop extra without timm (timm needs torchvision): ONNX / QONNX export tests
+	$(PIP) install -q "onnx>=1.14" "onnxruntime>=1.16" "qonnx>=0.4"
 	touch $@
 
 # 2) onebit itself, editable; rebuilt whenever a C++ source or the build files change

@@ -6,6 +6,10 @@
 >>> import onebit.runtime as rt
 >>> rt.load("model.onebit")(x)                       # doctest: +SKIP
 
+``export_qonnx(model, path)`` and ``export_onnx(model, path)`` write the same graph as QONNX
+(BipolarQuant / Quant nodes, for FPGA flows such as FINN) or as standard ONNX (the float
+simulation); both need the ``interop`` extra.
+
 Names are imported on first use, so that ``onebit.deploy.cli`` (whose ``predict`` needs only the
 runtime) loads without torch.
 """
@@ -18,10 +22,13 @@ from typing import Any
 # name -> module that defines it
 _LAZY = {
     "ConversionError": "onebit.deploy.trace",
+    "ExportError": "onebit.deploy.onnx_export",
     "FormatError": "onebit.runtime.errors",
     "GraphTorchModule": "onebit.deploy.torch_graph",
     "InferenceGraph": "onebit.runtime.graph",
     "convert": "onebit.deploy.convert",
+    "export_onnx": "onebit.deploy.onnx_export",
+    "export_qonnx": "onebit.deploy.qonnx",
     "load_graph": "onebit.deploy.format",
     "save": "onebit.deploy.format",
 }

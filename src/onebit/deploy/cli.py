@@ -1,6 +1,6 @@
 """The deployment subcommands of the ``onebit`` command line::
 
-    onebit export CHECKPOINT OUT.onebit
+    onebit export CHECKPOINT OUT.onebit [--format onebit|onnx|qonnx]
     onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy] [--threads N] [--json]
     onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2] [--repeats 20] [--json]
 
@@ -51,11 +51,32 @@ def _export(args: argparse.Namespace) -> int:
                         normalization={"mean": list(meta.mean), "std": list(meta.std)})
     except ConversionError as exc:
         raise _user_error(f"cannot export {args.checkpoint}: {exc}") from None
+    if args.format != "onebit":
+        return _export_onnx(graph, args)
     size = save(graph, args.out)
     binary = sum(n.op in ("bconv2d", "blinear") for n in graph.nodes)
     print(f"{args.out}: {len(graph.nodes)} ops ({binary} binary), {size} bytes; method "
           f"{graph.method}, input {'x'.join(map(str, graph.input_shape))}, "
           f"{f'{len(names)} class names' if names else 'no class names'}")
+    return 0
+
+
+def _export_onnx(graph: Any, args: argparse.Namespace) -> int:
+    """``--format onnx`` (the float simulation) or ``--format qonnx`` (BipolarQuant / Quant)."""
+    from onebit.deploy.onnx_export import ExportError
+
+    try:
+        if args.format == "qonnx":
+            from onebit.deploy.qonnx import export_qonnx as write
+        else:
+            from onebit.deploy.onnx_export import export_onnx as write
+        proto = write(graph, args.out)
+    except ImportError as exc:
+        raise _user_error(f"--format {args.format}: {exc}") from None
+    except ExportError as exc:
+        raise _user_error(f"cannot export {args.checkpoint} as {args.format}: {exc}") from None
+    print(f"{args.out}: {args.format}, {len(proto.graph.node)} nodes; method {graph.method}, "
+          f"input batch x {'x'.join(map(str, graph.input_shape))}")
     return 0
 
 
@@ -147,7 +168,10 @@ def add_subcommands(subparsers: Any) -> None:
     """
     e = subparsers.add_parser("export", help="convert a trained model to a .onebit file")
     e.add_argument("checkpoint", help="a run directory, its model.safetensors or a .ckpt")
-    e.add_argument("out", help="the .onebit file to write")
+    e.add_argument("out", help="the file to write")
+    e.add_argument("--format", choices=("onebit", "onnx", "qonnx"), default="onebit",
+                   help="onebit: the runtime's file (default); onnx: the float simulation in "
+                        "standard ONNX; qonnx: QONNX with BipolarQuant/Quant nodes (FINN)")
     e.set_defaults(handler=_export)
 
     p = subparsers.add_parser("predict", help="classify images with a .onebit model (no torch)")

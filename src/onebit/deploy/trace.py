@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from onebit.deploy.diagnose import grouped_binary_conv, unsupported_function, unsupported_module
 from onebit.errors import OnebitError
 from onebit.kernels._checks import pair
 from onebit.nn import AdderConv2d
@@ -189,6 +190,8 @@ class _Builder:
         src = x
         x, kind = self.quantized_input(m, x, where)
         xnor_k = getattr(m, "input_scaling", None) == "xnor_k"
+        if xnor_k and m.groups > 1:
+            raise ConversionError(grouped_binary_conv(where.split(" ")[0], m, "XNOR's K map"))
         if xnor_k and kind != "sign":
             raise ConversionError(f"{where}: input_scaling='xnor_k' needs a sign input quantizer "
                                   "(the runtime applies K only in binary convolutions)")
@@ -305,10 +308,7 @@ class _Builder:
             return self.adaptive(kind, x, where, m.output_size, in_shape)
         if isinstance(m, nn.Flatten):
             return self.flatten(x, where, in_shape, m.start_dim, m.end_dim)
-        raise ConversionError(f"{where}: no onebit op for this module; supported: Conv2d, Linear, "
-                              "QuantConv2d, QuantLinear, AdderConv2d, BatchNorm1d/2d, ReLU, "
-                              "Hardtanh, PReLU, quantizers, MaxPool2d, AvgPool2d, adaptive "
-                              "pools, Flatten, Identity, Dropout")
+        raise ConversionError(unsupported_module(node.target, m))
 
     def flatten(self, x: str, where: str, in_shape: tuple[int, ...], start: int = 1,
                 end: int = -1) -> str:
@@ -339,7 +339,7 @@ class _Builder:
                                       "broadcasting, which is not supported")
             return self.emit("add", [self.value(a, where) for a in args], where)
         if fn not in _FUNCTIONS:
-            raise ConversionError(f"{where}: the function {label!r} has no onebit op")
+            raise ConversionError(unsupported_function(node))
         x = self.value(args[0], where) if args else None
         if fn in (F.relu, torch.relu, "relu", "relu_"):
             return self.emit("relu", [x], where)
@@ -386,7 +386,10 @@ class _Builder:
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 if input_name is not None:
-                    raise ConversionError(f"{node.name}: the model must take a single tensor input")
+                    raise ConversionError(f"{node.name}: the model takes a second input "
+                                          f"{node.target!r}; convert needs a model of a single "
+                                          "tensor input (wrap it in a module whose forward(x) "
+                                          "supplies the others as constants, or drop them)")
                 input_name = self.alias[node.name] = "input"
             elif node.op == "output":
                 out = node.args[0]
