@@ -11,7 +11,6 @@ import pytest
 import onebit.runtime as rt
 from onebit.cli import main
 
-from _deploy_helpers import one_torch_thread  # noqa: F401 (autouse)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

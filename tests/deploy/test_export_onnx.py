@@ -15,7 +15,7 @@ from onebit.deploy import ExportError, convert, export_onnx, export_qonnx
 from onebit.deploy.qonnx import graph_to_qonnx
 from onebit.nn import QuantConv2d
 
-from _deploy_helpers import (binarized, one_torch_thread,  # noqa: F401 (autouse)
+from _deploy_helpers import (binarized,
                              randomize_batchnorm_, torch_logits)
 
 onnx = pytest.importorskip("onnx")

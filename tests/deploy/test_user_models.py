@@ -18,7 +18,7 @@ import onebit.runtime as rt
 from onebit.deploy import ConversionError, convert
 from onebit.methods import binarize_
 
-from _deploy_helpers import (assert_matches_torch, one_torch_thread,  # noqa: F401 (autouse)
+from _deploy_helpers import (assert_matches_torch,
                              randomize_batchnorm_)
 
 
