@@ -65,6 +65,24 @@ class _QuantMixin:
         else:
             self.register_parameter("scale", None)  # type: ignore[attr-defined]
 
+    def binary_weight(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Eval mode with a binary weight quantizer: ``(signs, alpha)``, the quantized weight split
+        into its ``+/-1`` filters and per-output-channel magnitude ``alpha`` (``[out]``), so that
+        ``quantized_weight() == alpha * signs``; None otherwise (training mode, float weights).
+
+        The eval-mode forward convolves with ``signs`` and multiplies by ``alpha`` afterwards
+        (:meth:`output_affine`): with a sign input quantizer the convolution is then the exact
+        integer accumulator ``acc`` of a packed kernel, and the output a fixed float function of
+        ``acc`` that :func:`onebit.deploy.convert` turns into exact integer thresholds."""
+        wq = self.weight_quantizer
+        if self.training or wq is None or not getattr(wq, "is_binary", False):
+            return None
+        with torch.no_grad():
+            w = self.quantized_weight()
+        alpha = w.abs().reshape(w.shape[0], -1).amax(dim=1)
+        signs = 1 - 2 * (w < 0).to(w.dtype)
+        return signs, alpha
+
     def quantized_weight(self) -> torch.Tensor:
         """The effective weight the forward uses: ``weight_quantizer(weight)`` (e.g. ``alpha *
         sign(w)``), or the float weight without a weight quantizer. The output ``scale`` (if any) is
@@ -160,13 +178,27 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
                 xq = F.pad(xq, pads, value=self.pad_value)
             else:
                 xq = F.pad(xq, pads, mode=self.padding_mode)
-        if self.input_scaling is None and self.scale is None:
+        split = self.binary_weight()
+        if split is None and self.input_scaling is None and self.scale is None:
             return F.conv2d(
                 xq, self.quantized_weight(), self.bias, self.stride, 0, self.dilation, self.groups
             )
-        y = F.conv2d(xq, self.quantized_weight(), None, self.stride, 0, self.dilation, self.groups)
+        w = self.quantized_weight() if split is None else split[0]
+        y = F.conv2d(xq, w, None, self.stride, 0, self.dilation, self.groups)
+        k = None
         if self.input_scaling == "xnor_k":
-            y = y * xnor_k_map(x, self.kernel_size, self.stride, pads, self.dilation)
+            k = xnor_k_map(x, self.kernel_size, self.stride, pads, self.dilation)
+        return self.output_affine(y, None if split is None else split[1], k)
+
+    def output_affine(self, y: torch.Tensor, alpha: torch.Tensor | None = None,
+                      k: torch.Tensor | None = None) -> torch.Tensor:
+        """The map after the convolution: ``y [* alpha] [* K] [* scale] + bias``, each a separate
+        elementwise op in this order (``alpha`` from :meth:`binary_weight` in eval mode, ``K``
+        XNOR-Net's map); ``y`` is ``[N, out, H, W]``."""
+        if alpha is not None:
+            y = y * alpha.view(1, -1, 1, 1)
+        if k is not None:
+            y = y * k
         if self.scale is not None:
             y = y * self.scale.view(1, -1, 1, 1)
         if self.bias is not None:
@@ -206,9 +238,17 @@ class QuantLinear(_QuantMixin, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xq = x if self.input_quantizer is None else self.input_quantizer(x)
-        if self.scale is None:
+        split = self.binary_weight()
+        if split is None and self.scale is None:
             return F.linear(xq, self.quantized_weight(), self.bias)
-        y = F.linear(xq, self.quantized_weight())
+        w = self.quantized_weight() if split is None else split[0]
+        return self.output_affine(F.linear(xq, w), None if split is None else split[1])
+
+    def output_affine(self, y: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """The map after the product: ``y [* alpha] [* scale] + bias``, each a separate elementwise
+        op in this order (``alpha`` from :meth:`binary_weight` in eval mode); ``y`` is ``[N, out]``."""
+        if alpha is not None:
+            y = y * alpha
         if self.scale is not None:
             y = y * self.scale
         if self.bias is not None:

@@ -134,7 +134,7 @@ def _compile(graph: Graph, node: Node, infos: dict[str, ValueInfo], reuse: int |
     if op == "sign":
         if a["output"] == "bits":
             return lambda xs, nt: binary_ops.pack_signs(xs[0])
-        return lambda xs, nt: np.where(xs[0] >= 0, np.float32(1), np.float32(-1))
+        return lambda xs, nt: np.where(xs[0] < 0, np.float32(-1), np.float32(1))  # NaN: +1
     if op == "kbit":
         bits = a["bits"]
         return lambda xs, nt: float_ops.kbit(xs[0], bits)

@@ -21,7 +21,7 @@ adder_int8          ``-sum |q(x) - weight_q| * multiplier + bias``, ``q(x) = cli
 channel_affine      ``x * scale[c] + shift[c]`` (a BatchNorm in eval mode)                   float
 relu, hardtanh      elementwise; hardtanh has min_val < max_val                              float
 prelu               ``max(x, 0) + weight[c] * min(x, 0)``                                    float
-sign                +1 where x >= 0 else -1; output "float" or "bits"                        float
+sign                -1 where x < 0 else +1 (NaN: +1); output "float" or "bits"               float
 kbit                ``2 * (floor((2^k-1) * (clip(x, -1, 1) + 1) / 2 + 1/2) / (2^k-1) - 1/2)``  float
 maxpool2d           kernel, stride, padding, dilation, ceil_mode (torch semantics)           float
 avgpool2d           kernel, stride, padding, ceil_mode, count_include_pad, divisor_override  float
