@@ -144,6 +144,13 @@ def _fuse_binary(nodes: list[PNode]) -> None:
             if fusable:
                 del a["groups"], a["dilation"]
                 a["xnor_k"] = xnor_k
+        else:
+            beta = node.attrs.pop("xnor_k", False)
+            if beta and not fusable:
+                raise ConversionError(f"{node.name}: XNOR's beta needs a binary dense layer "
+                                      "(sign input, binary weights)")
+            if beta:  # only written when used: files without beta stay as they were
+                node.attrs["xnor_k"] = True
         if fusable:
             node.op = "bconv2d" if node.op == "conv2d" else "blinear"
             node.inputs = [src.inputs[0]]

@@ -22,7 +22,7 @@ __all__ = ["GraphTorchModule"]
 
 
 def _sign(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    return torch.where(x < 0, -1.0, 1.0).to(x.dtype)  # NaN: +1, as the packed bits
 
 
 def _pad(x: torch.Tensor, padding: list[int], value: float) -> torch.Tensor:
@@ -103,7 +103,8 @@ class GraphTorchModule(nn.Module):
         if op == "linear":
             return F.linear(x, self._w(i, "weight"), self._w(i, "bias"))
         if op == "blinear":
-            return self._transform(i, node, F.linear(_sign(x), self._w(i, "weight")), None)
+            beta = x.abs().mean(1, keepdim=True) if a.get("xnor_k") else None
+            return self._transform(i, node, F.linear(_sign(x), self._w(i, "weight")), beta)
         if op == "adder_conv2d":
             from onebit.nn.functional import adder_conv2d
 

@@ -13,7 +13,7 @@ bconv2d             sign(x) (bits if already packed) conv weight_bits; output "f
                     ``acc * multiplier + bias`` (times the XNOR map K when xnor_k) or "bits":
                     bit 1 (value -1) iff ``acc < thresholds`` (``acc > thresholds`` where flip)
 linear              float ``x @ W.T + bias``; weight or weight_bits + weight_scale            float
-blinear             like bconv2d for vectors (no xnor_k)                                     float|bits
+blinear             like bconv2d for vectors; optional xnor_k: XNOR's beta = mean|x| per row  float|bits
 adder_conv2d        ``-sum |x - F|`` over the window (zero padding), then optional           float
                     ``* multiplier + bias``
 adder_int8          ``-sum |q(x) - weight_q| * multiplier + bias``, ``q(x) = clip(rint(x /   float
@@ -248,7 +248,11 @@ def _blinear(c: _Check, xs: list[ValueInfo]) -> ValueInfo:
     if fin != f:
         raise c.fail(f"in_features={fin} but the input has {f} features")
     c.bits("weight_bits", (fout, _words(fin)), fin)
-    return ValueInfo(c.output_transform(fout), (fout,))
+    beta = c.flag("xnor_k") if "xnor_k" in c.node.attrs else False
+    out = c.output_transform(fout)
+    if beta and (xs[0].kind != "float" or out != "float"):
+        raise c.fail("xnor_k needs a float input (for |x|) and a float output")
+    return ValueInfo(out, (fout,))
 
 
 def _adder_conv2d(c: _Check, xs: list[ValueInfo]) -> ValueInfo:
