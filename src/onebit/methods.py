@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -81,6 +82,8 @@ _log = logging.getLogger(__name__)
 KEEP_FLOAT_ATTR = "onebit_keep_float"
 
 _METHODS: dict[str, type[Method]] = {}
+#: set on a ReLU a method adds on purpose (XNOR-Net's relu option): binarize_ keeps it
+_KEEP_RELU_ATTR = "onebit_keep_relu"
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Identity, nn.LeakyReLU, nn.PReLU, nn.Tanh)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 _CONVERTIBLE = (nn.Conv2d, nn.Linear)
@@ -269,6 +272,17 @@ class XNORNet(Method):
     map when ``k_map=True`` (the paper; the official code omits it). ReLU -> Identity;
     ``Conv, BN, act, Pool`` runs in ``nn.Sequential`` are reordered so each binary conv sees
     ``BN -> sign`` and pools after.
+
+    Options from the paper, all off by default:
+
+    - ``beta=True``: binary dense layers scale their outputs by ``beta = ||x||_1 / n`` per input
+      vector (``QuantLinear(input_scaling="xnor_beta")``, the K map's dense form).
+    - ``input_bits=k`` (k > 1): inputs through the k-bit quantizer ``q_k`` on [-1, 1] instead of
+      ``sign``; K and beta need 1-bit inputs (set ``k_map=False``). Deploys as a ``kbit`` op
+      followed by a float convolution on the quantized values (binary weights stored packed).
+    - ``relu=True``: a ReLU after every binary conv (``BN -> sign -> BinConv -> ReLU -> Pool``).
+    - ``binary_gradients=True``: in training the gradient flowing back into every binary layer's
+      output is binarized, ``max|g| * sign(g)`` per layer (:func:`onebit.nn.binary_gradient`).
     """
 
     name: ClassVar[str] = "xnor"
@@ -276,15 +290,43 @@ class XNORNet(Method):
     relu_replacement: ClassVar[type[nn.Module] | None] = nn.Identity
     k_map: bool = True
     pad_value: float = 0.0
+    beta: bool = False
+    input_bits: int = 1
+    relu: bool = False
+    binary_gradients: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input_bits, bool) or not isinstance(self.input_bits, int) or \
+                not 1 <= self.input_bits <= 8:
+            raise ValueError(f"XNOR-Net input_bits must be an integer in [1, 8]; got "
+                             f"{self.input_bits!r}")
+        if self.input_bits > 1 and (self.k_map or self.beta):
+            raise ValueError(f"XNOR-Net input_bits={self.input_bits}: the K map and beta scale "
+                             "binary (1-bit) inputs only; set k_map=false and beta=false")
 
     def input_quantizer(self) -> Any:
+        if self.input_bits > 1:
+            return {"name": "kbit", "bits": self.input_bits}
         return {"name": "sign", "clip": 1.0}
 
     def weight_quantizer(self) -> Any:
         return {"name": "scaled_sign", "clip": 1.0}
 
     def conv_options(self) -> dict[str, Any]:
-        return {"input_scaling": "xnor_k" if self.k_map else None, "pad_value": self.pad_value}
+        return {"input_scaling": "xnor_k" if self.k_map else None, "pad_value": self.pad_value,
+                "binary_grad": self.binary_gradients}
+
+    def linear_options(self) -> dict[str, Any]:
+        return {"input_scaling": "xnor_beta" if self.beta else None,
+                "binary_grad": self.binary_gradients}
+
+    def convert(self, module: nn.Module, *, real_input: bool) -> nn.Module | None:
+        new = super().convert(module, real_input=real_input)
+        if self.relu and isinstance(new, QuantConv2d) and not real_input:
+            relu = nn.ReLU()
+            setattr(relu, _KEEP_RELU_ATTR, True)
+            return nn.Sequential(OrderedDict(conv=new, relu=relu))
+        return new
 
     def prepare_(self, model: nn.Module) -> None:
         moved = xnor_reorder_(model)
@@ -618,7 +660,7 @@ def binarize_(model: nn.Module, method: Any, *, keep_float: Any = None) -> nn.Mo
     if method.binarizes_activations and method.relu_replacement is not None:
         for parent in list(model.modules()):
             for child_name, child in list(parent.named_children()):
-                if type(child) is nn.ReLU:
+                if type(child) is nn.ReLU and not getattr(child, _KEEP_RELU_ATTR, False):
                     setattr(parent, child_name, method.relu_replacement())
     if isinstance(method, BNN) and method.output_bn:
         last_name, last = plan[-1]

@@ -5,7 +5,8 @@ one small ``nn.Module`` (a :class:`Quantizer`) that carries its settings, ``prec
 real-valued outputs), ``is_binary``, ``needs_latent_clip`` and a ``get_config()`` dict that
 :func:`get` turns back into an equal quantizer.
 
-Conventions shared by every quantizer: ``sign(0) = +1`` (``sign(x) = +1 if x >= 0 else -1``), and
+Conventions shared by every quantizer: ``sign(0) = +1`` (``sign(x) = -1 if x < 0 else +1``, so
+``-0.0`` and NaN give +1, as onebit's packed bits and the runtime's ``sign`` op do), and
 "per output channel" means over dim 0 of the weight (``[out, in]`` or ``[out, in, kh, kw]``), with
 ``n = weight[0].numel()`` the fan-in of one output filter.
 
@@ -58,7 +59,8 @@ __all__ = [
 # helpers
 # ----------------------------------------------------------------------------------------------
 def binary_sign(x: torch.Tensor) -> torch.Tensor:
-    """``sign(x)`` with ``sign(0) = +1``: ``+1`` where ``x >= 0``, ``-1`` where ``x < 0`` (same dtype)."""
+    """``sign(x)`` with ``sign(0) = +1``: ``-1`` where ``x < 0``, else ``+1`` (``-0.0`` and NaN too;
+    the rule of the packed bits and the runtime); same dtype."""
     return 1 - 2 * (x < 0).to(x.dtype)
 
 

@@ -18,6 +18,9 @@ multiply-accumulates for one input sample. Counting rules:
   2016, Sec. 3.2), counting one binary operation as 1/64 of a float one:
   ``S = 64 * c * N_W / (c * N_W + 64)``, ``c`` input channels, ``N_W = kh * kw``
   (``c = 256``, 3x3: 62.27x).
+* BiPer models (layers with the ``periodic_sign`` weight quantizer) also get ``biper``: the
+  Laplace scale ``b`` fitted to all their latent weights, the omega0 in use with its relative
+  quantization error, and the omega0 :func:`onebit.analysis.biper.recommend_omega0` gives for ``b``.
 
 Example::
 
@@ -35,7 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LayerRow", "Totals", "Summary", "summarize", "render", "xnor_speedup"]
+__all__ = ["LayerRow", "Totals", "Summary", "summarize", "render", "xnor_speedup",
+           "biper_omega0_report"]
 
 
 def xnor_speedup(channels: int, kernel_elems: int) -> float:
@@ -90,13 +94,14 @@ class Summary:
     input_size: tuple[int, ...]
     rows: list[LayerRow] = field(default_factory=list)
     totals: Totals | None = None
+    biper: dict[str, float] | None = None
 
     def render(self) -> str:
         return render(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_size": list(self.input_size), "rows": [asdict(r) for r in self.rows],
-                "totals": asdict(self.totals) if self.totals else None}
+                "totals": asdict(self.totals) if self.totals else None, "biper": self.biper}
 
 
 def _bits(quantizer: Any) -> int:
@@ -115,6 +120,30 @@ def _own_tensors(module: nn.Module) -> tuple[list[tuple[str, torch.Tensor, bool]
 
 def _is_conv(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) or type(m).__name__ == "AdderConv2d"
+
+
+def biper_omega0_report(model: nn.Module, tolerance: float = 0.05) -> dict[str, float] | None:
+    """For a model with BiPer layers (``periodic_sign`` weight quantizer): ``{"b": Laplace scale
+    fitted to their latent weights, "omega0": the value in use (the first layer's),
+    "relative_qe": its relative quantization error, "recommended_omega0": the recommendation for
+    b, "recommended_relative_qe"}``; None for other models."""
+    from onebit.analysis.biper import (
+        biper_relative_quantization_error,
+        fit_laplace_scale,
+        recommend_omega0,
+    )
+
+    layers = [m for m in model.modules()
+              if getattr(getattr(m, "weight_quantizer", None), "name", "") == "periodic_sign"]
+    if not layers:
+        return None
+    b = fit_laplace_scale([m.weight.detach().cpu().numpy() for m in layers])
+    omega0 = float(layers[0].weight_quantizer.omega0)
+    best = recommend_omega0(b, tolerance)
+    return {"b": b, "omega0": omega0,
+            "relative_qe": float(biper_relative_quantization_error(omega0, b)),
+            "recommended_omega0": best,
+            "recommended_relative_qe": float(biper_relative_quantization_error(best, b))}
 
 
 def summarize(model: nn.Module, input_size: tuple[int, ...] | list[int] | None = None) -> Summary:
@@ -202,7 +231,8 @@ def summarize(model: nn.Module, input_size: tuple[int, ...] | list[int] | None =
                     compression=f32 / packed if packed else 1.0, binary_macs=bm, float_macs=fm,
                     adds=sum(r.adds for r in rows),
                     binary_mac_share=bm / (bm + fm) if bm + fm else 0.0)
-    return Summary(input_size=input_size, rows=rows, totals=totals)
+    return Summary(input_size=input_size, rows=rows, totals=totals,
+                   biper=biper_omega0_report(model))
 
 
 def _num(n: float) -> str:
@@ -254,4 +284,10 @@ def render(summary: Summary) -> str:
     lines.append(f"MACs: {t.binary_macs:,} binary + {t.float_macs:,} float = {macs:,}; "
                  f"{100 * t.binary_mac_share:.1f}% binary"
                  + (f"; AdderNet |x - f| accumulations: {t.adds:,}" if t.adds else ""))
+    if summary.biper is not None:
+        bp = summary.biper
+        lines.append(f"BiPer omega0: {bp['omega0']:g} in use (relative quantization error "
+                     f"{bp['relative_qe']:.3f}); latent weights fit Laplace(0, b = {bp['b']:.4g}); "
+                     f"recommended omega0 {bp['recommended_omega0']:.1f} (relative error "
+                     f"{bp['recommended_relative_qe']:.3f}, within 5% of its limit)")
     return "\n".join(lines)

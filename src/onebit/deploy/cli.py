@@ -2,12 +2,15 @@
 
     onebit export CHECKPOINT OUT.onebit [--format onebit|onnx|qonnx]
     onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy] [--threads N] [--json]
+                   [--compare RUN_DIR]
     onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2] [--repeats 20] [--json]
 
 ``export`` rebuilds a trained model from a run directory, its ``model.safetensors`` or a ``.ckpt``
 and converts it with the dataset's class names and normalisation. ``predict`` runs the torch-free
 runtime (uint8 images are scaled and normalised as the file says; float arrays are taken as the
-model's input) and reports accuracy when labels are given. ``bench`` times the runtime beside the
+model's input) and reports accuracy when labels are given; ``--compare RUN_DIR`` also runs the
+PyTorch model of that run (eval mode) on the same inputs and reports how many predictions are
+identical and the largest logit difference. ``bench`` times the runtime beside the
 same graph in PyTorch float32 and prints the file size beside the float32 weights.
 
 :func:`add_subcommands` registers them on the main parser of :mod:`onebit.cli`.
@@ -94,6 +97,34 @@ def _read_array(path: str, what: str) -> np.ndarray:
         raise _user_error(f"{what} file {path}: {exc} (give an .npy or IDX file)") from None
 
 
+def _compare(run: str, x: np.ndarray, logits: np.ndarray, batch_size: int) -> dict[str, Any]:
+    """PyTorch logits of the run's model on ``x`` beside the runtime's ``logits``."""
+    import torch
+
+    from onebit.train.artifacts import load_weights_file
+    from onebit.train.build import build_model, load_weights_
+    from onebit.train.config import ConfigError
+
+    try:
+        state, config = load_weights_file(run)
+        model, _ = build_model(config)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise _user_error(f"--compare {run}: {exc}") from None
+    missing = load_weights_(model, state, str(run))
+    if missing:
+        raise _user_error(f"--compare {run}: its weights lack {', '.join(missing[:5])}")
+    model.eval()
+    with torch.no_grad():
+        ref = np.concatenate([model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
+                              .numpy() for i in range(0, len(x), batch_size)])
+    if ref.shape != logits.shape:
+        raise _user_error(f"--compare {run}: the PyTorch model gives logits of shape {ref.shape}, "
+                          f"the .onebit file {logits.shape}; is it that run's export?")
+    diff = float(np.abs(ref.astype(np.float64) - logits).max())
+    return {"run": str(run), "identical_predictions": int((ref.argmax(1) == logits.argmax(1)).sum()),
+            "images": int(len(x)), "max_logit_difference": diff}
+
+
 def _predict(args: argparse.Namespace) -> int:
     import onebit.runtime as rt
 
@@ -111,9 +142,16 @@ def _predict(args: argparse.Namespace) -> int:
     if x.shape[1:] != model.input_shape:
         raise _user_error(f"--images hold shape {images.shape}; the model takes (N, "
                           f"{', '.join(map(str, model.input_shape))}) float or uint8 images")
-    preds = np.concatenate([model.predict(x[i:i + args.batch_size])
-                            for i in range(0, len(x), args.batch_size)]) if len(x) else \
-        np.zeros(0, np.int64)
+    if args.compare:
+        if not len(x):
+            raise _user_error("--compare needs at least one image")
+        logits = np.concatenate([model(x[i:i + args.batch_size])
+                                 for i in range(0, len(x), args.batch_size)])
+        preds = logits.argmax(1)
+    else:
+        preds = np.concatenate([model.predict(x[i:i + args.batch_size])
+                                for i in range(0, len(x), args.batch_size)]) if len(x) else \
+            np.zeros(0, np.int64)
     names = model.class_names
     result: dict[str, Any] = {"model": args.model, "images": int(len(x)),
                               "predictions": preds.tolist()}
@@ -122,9 +160,16 @@ def _predict(args: argparse.Namespace) -> int:
         if labels.shape != preds.shape:
             raise _user_error(f"--labels has {labels.size} entries for {len(preds)} images")
         result["accuracy"] = float((labels == preds).mean()) if len(preds) else 0.0
+    if args.compare:
+        result["compare"] = _compare(args.compare, x, logits, args.batch_size)
     if args.json:
         print(json.dumps(result))
-    elif "accuracy" in result:
+        return 0
+    if "compare" in result:
+        c = result["compare"]
+        print(f"{args.model} vs PyTorch {c['run']}: {c['identical_predictions']}/{c['images']} "
+              f"identical predictions, largest logit difference {c['max_logit_difference']:.3g}")
+    if "accuracy" in result:
         print(f"{args.model}: accuracy {100 * result['accuracy']:.2f}% on {len(preds)} images")
     else:
         for i, p in enumerate(preds):
@@ -182,6 +227,10 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--limit", type=_positive, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print predictions (and accuracy) as JSON")
+    p.add_argument("--compare", metavar="RUN_DIR", default=None,
+                   help="also run the PyTorch model of this run (a run directory, its "
+                        "model.safetensors or a .ckpt; needs torch) and print the identical "
+                        "predictions and the largest logit difference")
     p.set_defaults(handler=_predict)
 
     b = subparsers.add_parser("bench", help="latency of a .onebit model beside PyTorch float32")

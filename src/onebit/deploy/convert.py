@@ -89,6 +89,20 @@ def _adders_to_int8(model: nn.Module, nodes: list[PNode], calibration: Any) -> N
         p.arrays["bias"] = q.bias.astype(np.float64)  # the layer's bias less the clip correction
 
 
+def _attach_modules(model: nn.Module, nodes: list[PNode]) -> None:
+    """Give each conv, linear and BatchNorm node its torch module (named ``"path (Type)"`` by
+    the trace), so that :func:`~onebit.deploy.passes.materialize` can evaluate the exact float
+    map from a binary accumulator to the next sign."""
+    for p in nodes:
+        if p.module is not None or p.op not in ("conv2d", "linear", "channel_affine"):
+            continue
+        path = p.name.rsplit(" (", 1)[0]
+        try:
+            p.module = model.get_submodule(path)
+        except AttributeError:
+            continue
+
+
 def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = None,
             class_names: Sequence[str] | None = None,
             normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None,
@@ -125,6 +139,7 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
     model.eval()
     try:
         nodes, input_name, output_name = trace(model, shape)
+        _attach_modules(model, nodes)
         if adder_calibration is not None:
             _adders_to_int8(model, nodes, adder_calibration)
         if not nodes:

@@ -3,8 +3,9 @@
 Every op of a converted :class:`~onebit.runtime.Graph` becomes standard ONNX (opset 13) over
 NCHW float32 tensors with a dynamic batch axis:
 
-* ``sign`` (and the sign inside ``bconv2d`` / ``blinear``) is ``Where(x >= 0, 1, -1)``, so
-  ``sign(0) = +1`` as in onebit; packed bits travel as float tensors of +/-1.
+* ``sign`` (and the sign inside ``bconv2d`` / ``blinear``) is ``Where(x < 0, -1, 1)``, so
+  ``sign(0) = +1`` and ``sign(NaN) = +1`` as in onebit; packed bits travel as float tensors
+  of +/-1.
 * ``bconv2d`` is ``Conv`` of the +/-1 input with the +/-1 filters (integer sums, exact in
   float32; a ``Round`` marks them, see :meth:`OnnxWriter.accumulator`), then
   ``Mul(multiplier)`` and ``Add(bias)``; XNOR-Net's K map is ``Abs ->
@@ -103,10 +104,10 @@ class OnnxWriter:
 
     # -- quantizers (overridden by the QONNX writer) -----------------------------------------
     def sign(self, x: str, base: str) -> str:
-        """+1 where ``x >= 0`` else -1, as float."""
-        ge = self.op("GreaterOrEqual", [x, self.const(f"{base}.zero", 0.0)], f"{base}.ge")
-        return self.op("Where", [ge, self.const(f"{base}.one", 1.0),
-                                 self.const(f"{base}.minus_one", -1.0)], f"{base}.sign")
+        """-1 where ``x < 0`` else +1 (NaN: +1, onebit's rule), as float."""
+        lt = self.op("Less", [x, self.const(f"{base}.zero", 0.0)], f"{base}.lt")
+        return self.op("Where", [lt, self.const(f"{base}.minus_one", -1.0),
+                                 self.const(f"{base}.one", 1.0)], f"{base}.sign")
 
     def kbit_levels(self, v: str, bits: int, base: str) -> str:
         """``floor(clip(v, 0, L) + 1/2)``: the level index of ``v = (x + 1) * L / 2``."""

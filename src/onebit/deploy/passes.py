@@ -11,7 +11,10 @@ In order:
    takes the real input and packs its sign), when the conv has no groups or dilation and pads
    with 0 or +/-1.
 4. A binary op whose output only feeds binary ops writes packed bits: its affine and the sign
-   that follows fold into one integer threshold per channel (see :func:`thresholds`).
+   that follows fold into one integer threshold per channel. Where the torch layer and the
+   BatchNorms folded into it are known, the thresholds reproduce the PyTorch model's eval-mode
+   float decision for every integer accumulator, ties included (see :func:`exact_thresholds`);
+   otherwise they come from the real-arithmetic fold (see :func:`thresholds`).
 5. Ops whose result is never used are dropped; then :func:`materialize` packs weights and names
    the tensors.
 """
@@ -29,7 +32,7 @@ from onebit.kernels import sign_thresholds
 from onebit.runtime.binary_ops import pack_signs
 from onebit.runtime.graph import Node
 
-__all__ = ["materialize", "run_passes", "thresholds"]
+__all__ = ["exact_thresholds", "materialize", "run_passes", "thresholds"]
 
 _AFFINE_OPS = ("conv2d", "linear", "adder_conv2d", "adder_int8", "bconv2d", "blinear")
 _BINARY_OPS = ("bconv2d", "blinear")
@@ -86,9 +89,14 @@ def _bypass_clip_before_sign(nodes: list[PNode], output: str) -> None:
             src = prod.get(src.inputs[0])
 
 
-def _fold(target: PNode, s: np.ndarray, t: np.ndarray) -> None:
+def _fold(target: PNode, s: np.ndarray, t: np.ndarray, bn: PNode | None = None) -> None:
+    """Fold ``y * s + t`` into ``target``'s output affine; ``bn`` (a direct fold, nothing in
+    between) joins the chain of modules :func:`exact_thresholds` evaluates, any other fold
+    breaks that chain."""
     target.arrays["mult"] = target.arrays["mult"] * s
     target.arrays["bias"] = target.arrays["bias"] * s + t
+    chain = target.attrs.setdefault("_folded", [])
+    chain.append(bn.module if bn is not None else None)
 
 
 def _fold_batchnorm(nodes: list[PNode], output: str) -> list[PNode]:
@@ -103,7 +111,7 @@ def _fold_batchnorm(nodes: list[PNode], output: str) -> list[PNode]:
         if src is None or len(users[src.output]) != 1:
             continue
         if src.op in _AFFINE_OPS:
-            _fold(src, s, t)
+            _fold(src, s, t, bn)
             src.output = bn.output
             removed.add(id(bn))
             nodes = [n for n in nodes if id(n) not in removed]
@@ -136,6 +144,13 @@ def _fuse_binary(nodes: list[PNode]) -> None:
             if fusable:
                 del a["groups"], a["dilation"]
                 a["xnor_k"] = xnor_k
+        else:
+            beta = node.attrs.pop("xnor_k", False)
+            if beta and not fusable:
+                raise ConversionError(f"{node.name}: XNOR's beta needs a binary dense layer "
+                                      "(sign input, binary weights)")
+            if beta:  # only written when used: files without beta stay as they were
+                node.attrs["xnor_k"] = True
         if fusable:
             node.op = "bconv2d" if node.op == "conv2d" else "blinear"
             node.inputs = [src.inputs[0]]
@@ -150,8 +165,9 @@ def _pack_outputs(nodes: list[PNode], output: str) -> None:
         if node.op not in _BINARY_OPS:
             continue
         us = users[node.output]
-        if us and all(not isinstance(u, str) and u.op in _BINARY_OPS and not u.attrs.get("xnor_k")
-                      for u in us):
+        if us and not node.attrs.get("xnor_k") and all(
+                not isinstance(u, str) and u.op in _BINARY_OPS and not u.attrs.get("xnor_k")
+                for u in us):
             node.attrs["output"] = "bits"
 
 
@@ -192,6 +208,52 @@ def thresholds(mult: np.ndarray, bias: np.ndarray, n: int) -> tuple[np.ndarray, 
     return t.astype(np.int32), flip.astype(np.uint8)
 
 
+def exact_thresholds(layer: Any, folded: list[Any], n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Thresholds and flips that reproduce the PyTorch eval-mode decision ``sign(z(acc))`` for
+    every integer accumulator ``acc`` in ``[-n, n]``, where ``z`` is the layer's
+    ``output_affine(acc, alpha)`` followed by the ``folded`` BatchNorm modules, evaluated by torch
+    itself on all ``2n + 1`` values per channel (the same ops, in the same order, as the model's
+    forward; ``sign(z) = -1`` iff ``z < 0``, so NaN gives +1).
+
+    Returns ``(T int32, flip uint8)`` as :func:`thresholds` does, or None when the layer cannot
+    be evaluated this way (no ``output_affine``/``binary_weight``, a fold that was not a
+    BatchNorm module, or a decision that is not monotone in ``acc``).
+    """
+    import torch
+
+    split = getattr(layer, "binary_weight", lambda: None)()
+    if split is None or not hasattr(layer, "output_affine") or not all(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded):
+        return None
+    alpha = split[1]
+    out = alpha.numel()
+    acc = torch.arange(-n, n + 1, dtype=alpha.dtype)
+    conv = isinstance(layer, torch.nn.Conv2d)
+    with torch.no_grad():
+        if conv:  # NCHW, the values along H: the layout of a convolution output
+            z = layer.output_affine(acc.view(1, 1, -1, 1).expand(1, out, -1, 1).contiguous(), alpha)
+        else:
+            z = layer.output_affine(acc.view(-1, 1).expand(-1, out).contiguous(), alpha)
+        for bn in folded:
+            z = bn(z)
+    neg = (z < 0).reshape(out, -1).numpy() if conv else (z < 0).T.numpy()
+    t = np.empty(out, dtype=np.int64)
+    flip = np.zeros(out, dtype=np.uint8)
+    values = np.arange(-n, n + 1)
+    for o in range(out):
+        row = neg[o]
+        k = int(row.sum())
+        if k == 0 or k == row.size:  # constant: -1 everywhere (T above the range) or +1
+            t[o] = n + 1 if k else -(n + 1)
+        elif row[:k].all():  # -1 for the k smallest accumulators: -1 iff acc < T
+            t[o] = values[k]
+        elif row[-k:].all():  # -1 for the k largest: -1 iff acc > T
+            t[o], flip[o] = values[-k - 1], 1
+        else:
+            return None
+    return t.astype(np.int32), flip
+
+
 def _pack_rows(neg: np.ndarray) -> np.ndarray:
     """bool ``[O, C]`` or ``[O, C, kh, kw]`` (True = -1) -> packed ``[O, (kh, kw,) ceil(C/32)]``."""
     if neg.ndim == 4:
@@ -209,6 +271,8 @@ def materialize(nodes: list[PNode]) -> tuple[list[Node], dict[str, np.ndarray]]:
     tensors: dict[str, np.ndarray] = {}
     for index, p in enumerate(nodes):
         attrs = dict(p.attrs)
+        if p.op not in _BINARY_OPS or attrs.get("output") != "bits":
+            attrs.pop("_folded", None)
         arr: dict[str, np.ndarray] = {}
         a = p.arrays
         if p.op in ("conv2d", "linear"):
@@ -227,7 +291,10 @@ def materialize(nodes: list[PNode]) -> tuple[list[Node], dict[str, np.ndarray]]:
                 arr["multiplier"], arr["bias"] = _f32(m), _f32(a["bias"])
             else:
                 n = math.prod(a["weight_neg"].shape[1:])
-                arr["thresholds"], arr["flip"] = thresholds(m, a["bias"], n)
+                folded = attrs.pop("_folded", [])
+                exact = None if p.module is None or None in folded else \
+                    exact_thresholds(p.module, folded, n)
+                arr["thresholds"], arr["flip"] = exact or thresholds(m, a["bias"], n)
         elif p.op == "adder_conv2d":
             arr["weight"] = _f32(a["weight"])
             if np.any(a["mult"] != 1):

@@ -25,7 +25,7 @@ __all__ = ["REFERENCES", "GraphTorchModule"]
 
 
 def _sign(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    return torch.where(x < 0, -1.0, 1.0).to(x.dtype)  # NaN: +1, as the packed bits
 
 
 def _pad(x: torch.Tensor, padding: list[int], value: float) -> torch.Tensor:
@@ -136,7 +136,9 @@ def _linear(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> 
 
 
 def _blinear(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
-    return m._transform(i, node, F.linear(_sign(xs[0]), m._w(i, "weight")), None)
+    x = xs[0]
+    beta = x.abs().mean(1, keepdim=True) if node.attrs.get("xnor_k") else None
+    return m._transform(i, node, F.linear(_sign(x), m._w(i, "weight")), beta)
 
 
 def _adder_conv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]

@@ -205,9 +205,13 @@ class _Builder:
         return out
 
     def linear(self, m: nn.Linear, x: str, where: str) -> str:
-        x, _ = self.quantized_input(m, x, where)
+        x, kind = self.quantized_input(m, x, where)
+        beta = getattr(m, "input_scaling", None) == "xnor_beta"
+        if beta and kind != "sign":
+            raise ConversionError(f"{where}: input_scaling='xnor_beta' needs a sign input quantizer "
+                                  "(the runtime applies beta only in binary dense layers)")
         out = self.emit("linear", [x], where, in_features=m.in_features,
-                        out_features=m.out_features)
+                        out_features=m.out_features, xnor_k=beta)
         self._scaled_output(self.nodes[-1], m, where)
         return out
 

@@ -14,13 +14,15 @@ __all__ = ["XNORBlock", "BiRealBlock"]
 
 
 class XNORBlock(nn.Module):
-    """XNOR-Net block: ``BatchNorm -> BinActiv -> BinConv -> [Pool]`` (Rastegari et al. 2016, fig. 3).
+    """XNOR-Net block: ``BatchNorm -> BinActiv -> BinConv -> [ReLU] -> [Pool]`` (Rastegari et al.
+    2016, fig. 3; the ReLU, which the paper allows after BinConv, with ``relu=True``).
 
     The BatchNorm normalises the real input, the binary convolution takes ``sign`` of it
     (``input_quantizer``, straight-through with ``1[|x| <= 1]``) and ``alpha * sign(W)`` weights
     (``weight_quantizer``), optionally scaled by the ``K`` map (``k_map=True``); pooling comes
     after the convolution so it never sees binary values. ``pool`` is None, an int (the kernel and
-    stride of an ``nn.MaxPool2d``) or any module.
+    stride of an ``nn.MaxPool2d``) or any module. ``binary_grad=True`` binarizes the gradient
+    flowing back into the convolution (XNOR-Net's binary gradients).
     """
 
     def __init__(
@@ -36,6 +38,8 @@ class XNORBlock(nn.Module):
         pad_value: float = 0.0,
         input_quantizer: Any = "sign",
         weight_quantizer: Any = "scaled_sign",
+        relu: bool = False,
+        binary_grad: bool = False,
     ) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_channels)
@@ -43,7 +47,9 @@ class XNORBlock(nn.Module):
             in_channels, out_channels, kernel_size, stride, padding, bias=False,
             input_quantizer=input_quantizer, weight_quantizer=weight_quantizer,
             input_scaling="xnor_k" if k_map else None, pad_value=pad_value,
+            binary_grad=binary_grad,
         )
+        self.relu = nn.ReLU() if relu else nn.Identity()
         if isinstance(pool, int) and not isinstance(pool, bool):
             pool = nn.MaxPool2d(pool)
         elif pool is not None and not isinstance(pool, nn.Module):
@@ -51,7 +57,7 @@ class XNORBlock(nn.Module):
         self.pool = pool if pool is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.conv(self.bn(x)))
+        return self.pool(self.relu(self.conv(self.bn(x))))
 
 
 class BiRealBlock(nn.Module):

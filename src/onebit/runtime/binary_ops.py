@@ -90,6 +90,7 @@ class BinaryArgs:
             bits = kernels.prepare_conv_weight(bits, in_channels=n)
         else:
             n = attrs["in_features"]
+            conv = {"xnor_k": bool(attrs.get("xnor_k", False))}
         return cls(bits, n, attrs["output"], transform, **conv)
 
 
@@ -113,9 +114,13 @@ def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None,
 
 
 def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
-    """Binary dense layer: ``acc = sign(x) . sign(W_o)`` per output, then the output transform."""
+    """Binary dense layer: ``acc = sign(x) . sign(W_o)`` per output, then the output transform
+    (with ``xnor_k``, XNOR-Net's ``beta = mean |x|`` of each input row scales its outputs)."""
+    beta = None
+    if args.xnor_k:
+        beta = np.einsum("ij->i", np.abs(x)) / np.float32(x.shape[1])
     bits = x if x.dtype == np.uint32 else pack_signs(x)
-    return kernels.bgemm(bits, args.weight_bits, args.n, output=args.output,
+    return kernels.bgemm(bits, args.weight_bits, args.n, output=args.output, row_scale=beta,
                          num_threads=num_threads, **args.transform)
 
 

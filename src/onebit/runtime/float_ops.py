@@ -293,7 +293,7 @@ def kbit(x: np.ndarray, bits: int) -> np.ndarray:
     ``round(v) = floor(v + 1/2)`` (half up); ``k = 1`` is ``sign`` with ``sign(0) = +1``, computed
     directly (the formula would round tiny negatives up to +1), as the training quantizer does."""
     if bits == 1:
-        return np.where(x >= 0, np.float32(1), np.float32(-1))
+        return np.where(x < 0, np.float32(-1), np.float32(1))  # NaN: +1, as the packed sign
     levels = np.float32(2 ** bits - 1)
     v = levels * (np.clip(x, np.float32(-1), np.float32(1)) + np.float32(1)) / np.float32(2)
     y = np.floor(v + np.float32(0.5))

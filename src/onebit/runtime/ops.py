@@ -156,7 +156,11 @@ def _check_blinear(c: Check, xs: list[ValueInfo]) -> ValueInfo:
     if fin != f:
         raise c.fail(f"in_features={fin} but the input has {f} features")
     c.bits("weight_bits", (fout, words(fin)), fin)
-    return ValueInfo(c.output_transform(fout), (fout,))
+    beta = c.flag("xnor_k") if "xnor_k" in c.node.attrs else False  # optional: older files
+    out = c.output_transform(fout)
+    if beta and (xs[0].kind != "float" or out != "float"):
+        raise c.fail("xnor_k needs a float input (for |x|) and a float output")
+    return ValueInfo(out, (fout,))
 
 
 def _compile_blinear(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
@@ -276,7 +280,7 @@ def _check_sign(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 def _compile_sign(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
     if node.attrs["output"] == "bits":
         return lambda xs, nt: binary_ops.pack_signs(xs[0])
-    return lambda xs, nt: np.where(xs[0] >= 0, np.float32(1), np.float32(-1))
+    return lambda xs, nt: np.where(xs[0] < 0, np.float32(-1), np.float32(1))  # NaN: +1
 
 
 def _check_kbit(c: Check, xs: list[ValueInfo]) -> ValueInfo:
@@ -391,9 +395,10 @@ _SPECS = [
            ("weight", "weight_bits", "weight_scale", "bias"),
            "float x @ W.T + bias; weight or weight_bits + weight_scale",
            _check_linear, _compile_linear),
-    OpSpec("blinear", 1, ("in_features", "out_features", "output"),
+    OpSpec("blinear", 1, ("in_features", "out_features", "output", "xnor_k"),
            ("weight_bits", *_TRANSFORM),
-           "like bconv2d for vectors (no xnor_k)", _check_blinear, _compile_blinear),
+           "like bconv2d for vectors; optional xnor_k: XNOR's beta = mean|x| per row",
+           _check_blinear, _compile_blinear),
     OpSpec("adder_conv2d", 1, _CONV, ("weight", "multiplier", "bias"),
            "-sum |x - F| over the window (zero padding), then optional * multiplier + bias",
            _check_adder_conv2d, _compile_adder_conv2d),
@@ -409,7 +414,7 @@ _SPECS = [
            "max_val", _check_hardtanh, _compile_hardtanh, _inplace_hardtanh),
     OpSpec("prelu", 1, (), ("weight",), "max(x, 0) + weight[c] * min(x, 0) (one weight or one "
            "per channel)", _check_prelu, _compile_prelu),
-    OpSpec("sign", 1, ("output",), (), "+1 where x >= 0 else -1; output 'float' or 'bits'",
+    OpSpec("sign", 1, ("output",), (), "-1 where x < 0 else +1 (NaN: +1); output 'float' or 'bits'",
            _check_sign, _compile_sign),
     OpSpec("kbit", 1, ("bits",), (),
            "2 * (floor((2^k-1) * (clip(x, -1, 1) + 1) / 2 + 1/2) / (2^k-1) - 1/2), k = bits; "
