@@ -2,8 +2,8 @@
 
 Each entry (an :class:`OpSpec`) says everything onebit knows about one op:
 
-* ``arity``, ``attrs`` (all required, nothing else allowed) and ``roles`` (the tensors it may
-  take), and a one-line ``semantics``;
+* ``arity``, ``attrs`` (all required), ``optional`` (attributes a node may omit; nothing else
+  is allowed) and ``roles`` (the tensors it may take), and a one-line ``semantics``;
 * ``check``: validates a node's attributes and tensors against its input values and returns the
   output's :class:`~onebit.runtime.node.ValueInfo` (:mod:`onebit.runtime.schema` runs it);
 * ``compile``: prepares the node once (weights laid out for the kernels) and returns the kernel
@@ -71,6 +71,7 @@ class OpSpec:
     compile: Callable[[Node, Tensors, bool], Kernel]  # (node, tensors, sign_bits)
     inplace: Callable[[Node, Tensors, int], Kernel] | None = None  # (node, tensors, r)
     view: bool = False
+    optional: tuple[str, ...] = ()  # attributes a node may omit (added after files existed)
 
 
 def _pairs(attrs: dict[str, Any], *keys: str) -> list[tuple[int, int]]:
@@ -395,10 +396,10 @@ _SPECS = [
            ("weight", "weight_bits", "weight_scale", "bias"),
            "float x @ W.T + bias; weight or weight_bits + weight_scale",
            _check_linear, _compile_linear),
-    OpSpec("blinear", 1, ("in_features", "out_features", "output", "xnor_k"),
+    OpSpec("blinear", 1, ("in_features", "out_features", "output"),
            ("weight_bits", *_TRANSFORM),
            "like bconv2d for vectors; optional xnor_k: XNOR's beta = mean|x| per row",
-           _check_blinear, _compile_blinear),
+           _check_blinear, _compile_blinear, optional=("xnor_k",)),
     OpSpec("adder_conv2d", 1, _CONV, ("weight", "multiplier", "bias"),
            "-sum |x - F| over the window (zero padding), then optional * multiplier + bias",
            _check_adder_conv2d, _compile_adder_conv2d),

@@ -92,7 +92,7 @@ def validate_graph(graph: Graph) -> dict[str, ValueInfo]:
         if not isinstance(node.name, str) or len(node.name) > 1000:
             raise FormatError(f"node {index} ({node.op}): name must be a string of at most 1000 "
                               "characters")
-        check = Check(graph.tensors, index, node, spec.attrs, spec.roles)
+        check = Check(graph.tensors, index, node, spec.attrs + spec.optional, spec.roles)
         if not isinstance(node.attrs, dict) or not isinstance(node.tensors, dict) or not all(
                 isinstance(v, str) for v in node.tensors.values()):
             raise check.fail("attrs must be an object and tensors an object of tensor names")
