@@ -29,6 +29,7 @@ from onebit.kernels._checks import pair
 from onebit.nn import AdderConv2d
 from onebit.quantizers import Quantizer
 from onebit.runtime import float_ops
+from onebit.runtime.ops import OPS
 
 __all__ = ["ConversionError", "PNode", "trace"]
 
@@ -171,6 +172,8 @@ class _Builder:
 
     def emit(self, op: str, inputs: list[str], name: str, out: str | None = None,
              **attrs: Any) -> str:
+        if op not in OPS:  # every emitted op is one the runtime runs
+            raise AssertionError(f"{op!r} is not an op of onebit.runtime.ops.OPS")
         out = out or f"v{len(self.nodes)}"
         self.nodes.append(PNode(op, inputs, out, name, attrs))
         return out
@@ -196,7 +199,8 @@ class _Builder:
             raise ConversionError(f"{where}: input_scaling='xnor_k' needs a sign input quantizer "
                                   "(the runtime applies K only in binary convolutions)")
         out = self.emit("conv2d", [x], where, in_channels=m.in_channels,
-                        out_channels=m.out_channels, kernel=_size_list(m.kernel_size, "kernel_size"),
+                        out_channels=m.out_channels,
+                        kernel=_size_list(m.kernel_size, "kernel_size"),
                         stride=_size_list(m.stride, "stride"), padding=padding,
                         dilation=_size_list(m.dilation, "dilation"),
                         groups=m.groups, pad_value=float(getattr(m, "pad_value", 0.0)),
@@ -241,11 +245,13 @@ class _Builder:
         stride = kernel if stride is None or stride == [] or stride == () else stride
         if kind == "max":
             return self.emit("maxpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
-                             stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                             stride=_size_list(stride, "stride"),
+                             padding=_size_list(padding, "padding"),
                              dilation=_size_list(dilation, "dilation"),
                              ceil_mode=bool(ceil_mode))
         return self.emit("avgpool2d", [x], where, kernel=_size_list(kernel, "kernel_size"),
-                         stride=_size_list(stride, "stride"), padding=_size_list(padding, "padding"),
+                         stride=_size_list(stride, "stride"),
+                         padding=_size_list(padding, "padding"),
                          ceil_mode=bool(ceil_mode),
                          count_include_pad=bool(count_include_pad),
                          divisor_override=divisor_override)
@@ -264,7 +270,8 @@ class _Builder:
         if isinstance(m, AdderConv2d):
             out = self.emit("adder_conv2d", [x], where, in_channels=m.weight.shape[1],
                             out_channels=m.weight.shape[0], kernel=list(m.weight.shape[2:]),
-                            stride=_size_list(m.stride, "stride"), padding=_size_list(m.padding, "padding"))
+                            stride=_size_list(m.stride, "stride"),
+                            padding=_size_list(m.padding, "padding"))
             o = m.weight.shape[0]
             bias = getattr(m, "bias", None)
             self.nodes[-1].arrays.update(weight=_np(m.weight), mult=np.ones(o),

@@ -1,4 +1,4 @@
-"""The AdderNet convolution's autograd functions: the forward and the paper's gradients, in one place.
+"""The AdderNet convolution's autograd functions: forward and the paper's gradients, in one place.
 
 Three implementations of the same math: :class:`_AdderConv2dOp` on onebit's C++ kernels (CPU
 float32, what :func:`onebit.nn.functional.adder_conv2d` runs there), :class:`_AdderConv2dFunction`

@@ -3,9 +3,12 @@
 ``Model`` prepares every op once (weight matrices for im2col, binary filters for the kernels) and
 keeps only read-only state, so ``model(x)`` may run from several threads at once: each call keeps
 its activations in its own local dict, frees each value after its last use, and lets elementwise
-ops (add, relu, clip, BatchNorm) overwrite an activation of its own at that last use. The nodes
-run as the steps of :func:`onebit.runtime.plan.plan`, which fuses a binary conv with the residual
-add after it and packs signs where they are made (identical results; ``fuse=False`` turns it off).
+ops (add, relu, clip, BatchNorm: the ``inplace`` forms of :data:`onebit.runtime.ops.OPS`)
+overwrite an activation of its own at that last use. Each op compiles as its registry entry says;
+the graph is validated once (by ``Model(graph)``, or by :func:`load` as it reads the file). The
+nodes run as the steps of :func:`onebit.runtime.plan.plan`, which fuses a binary conv with the
+residual add after it and packs signs where they are made (identical results; ``fuse=False`` turns
+it off).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from onebit.runtime.ops import OPS, Kernel
 from onebit.runtime.plan import Step, plan
 
 __all__ = ["Model", "load", "load_graph", "save_graph"]
+
 
 def _compile_step(graph: Graph, step: Step, reuse: int | None) -> Kernel:
     """The kernel of one step: the node's compiled op from the registry (its in-place form where
