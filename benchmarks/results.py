@@ -7,6 +7,7 @@ the model size at float32 and packed (binary weights at 1 bit), epochs and wall 
 
     python benchmarks/results.py                      # runs/ -> runs/results.md, runs/results.png
     python benchmarks/results.py runs/ --out README_results.md --plot results.png
+    python benchmarks/results.py --from-table benchmarks/out/results.md   # redraw the PNG only
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGETS", "collect", "compare", "markdown", "plot", "main"]
+__all__ = ["TARGETS", "collect", "compare", "main", "markdown", "plot", "rows_from_markdown"]
 
 #: method -> the largest accepted gap to the float baseline, in accuracy points
 TARGETS: dict[str, float] = {"addernet": 0.5, "biper": 2.0, "bireal": 2.0, "xnor": 3.0, "bnn": 5.0}
@@ -116,45 +117,95 @@ def markdown(rows: list[dict[str, Any]], command: str = "") -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Bar chart of test accuracy per method, with the float baseline and each target line."""
-    if not rows:
+def rows_from_markdown(text: str) -> list[dict[str, Any]]:
+    """The rows of a table :func:`markdown` wrote (``benchmarks/out/results*.md``), so that the
+    plot can be redrawn from the committed table without the run directories."""
+    rows: list[dict[str, Any]] = []
+    model = dataset = ""
+    for line in text.splitlines():
+        if line.startswith("### ") and " on " in line:
+            model, dataset = line[4:].strip().split(" on ", 1)
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 6 or cells[0] in ("method", "---"):
+            continue
+        method, acc, gap, target = cells[:4]
+        tol, _, verdict = target.partition(": ")
+        epochs, _, stages = cells[5].partition(" (")
+        rows.append({"method": method, "model": model, "dataset": dataset, "acc": float(acc),
+                     "gap": None if gap == "-" else float(gap),
+                     "target": None if target == "-" else float(tol.removeprefix("<= ")),
+                     "verdict": verdict or "-", "float32_bytes": None, "packed_bytes": None,
+                     "epochs": None if epochs == "-" else float(epochs), "wall_time_s": None,
+                     "stages": int(stages.split()[0]) if stages else 1, "path": None})
+    return rows
+
+
+#: bar colour per verdict, with its legend text
+_VERDICT_STYLE = {"met": ("tab:green", "target met"), "missed": ("tab:red", "target missed"),
+                  "-": ("tab:blue", "no target"), "no float run": ("tab:blue", "no target")}
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str = "") -> bool:
+    """One panel per (model, dataset): each method's gap to the float baseline in accuracy points
+    (float minus method, so longer is worse; bars start at 0, the float model), coloured by whether
+    the method meets its target, with the target tolerance marked and the test accuracy written
+    beside each bar."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["gap"] is not None:
+            groups.setdefault((r["model"], r["dataset"]), []).append(r)
+    if not groups:
         return False
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["dataset"]), []).append(r)
-    ncols = min(3, len(groups))
-    nrows = -(-len(groups) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
+    floats = {(r["model"], r["dataset"]): r for r in rows if r["method"] == "float"}
+    height = max(len(items) for items in groups.values())
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 1.3 + 0.45 * height * len(groups) + 0.9),
+                             squeeze=False)
     for ax, ((model, dataset), items) in zip(axes.flat, groups.items()):
-        names = [r["method"] for r in items]
-        accs = [r["acc"] for r in items]
-        colors = ["tab:gray" if r["method"] == "float" else
-                  {"met": "tab:green", "missed": "tab:red"}.get(r["verdict"], "tab:blue")
-                  for r in items]
-        ax.bar(names, accs, color=colors)
-        base = next((r["acc"] for r in items if r["method"] == "float"), None)
-        if base is not None:
-            ax.axhline(base, color="black", linewidth=0.8, linestyle="--", label="float")
-            for i, r in enumerate(items):
-                if r["target"] is not None:
-                    ax.plot([i - 0.4, i + 0.4], [base - r["target"]] * 2, color="black",
-                            linewidth=1.5)
-        low = min(accs) - 5
-        ax.set_ylim(max(0.0, low), min(100.0, max(accs) + 2))
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{model} / {dataset} (bar: target = float - tolerance)", fontsize=9)
-        ax.tick_params(axis="x", rotation=30)
-        for i, a in enumerate(accs):
-            ax.text(i, a, f"{a:.1f}", ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
+        base = floats[(model, dataset)]
+        ys = list(range(len(items)))[::-1]                     # first method on top
+        gaps = [r["gap"] for r in items]
+        colors = [_VERDICT_STYLE.get(r["verdict"], _VERDICT_STYLE["-"])[0] for r in items]
+        ax.barh(ys, gaps, color=colors, height=0.6, zorder=2)
+        ax.axvline(0, color="black", linewidth=0.8, zorder=3)
+        right = max([0.0, *gaps, *(r["target"] for r in items if r["target"] is not None)])
+        left = min([0.0, *gaps])
+        span = right - left or 1.0
+        for y, r in zip(ys, items):
+            if r["target"] is not None:
+                ax.plot([r["target"]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=2.2,
+                        zorder=4)
+            # the label starts right of everything drawn on its row: bar end, target mark, 0
+            x = max(0.0, r["gap"], r["target"] if r["target"] is not None else 0.0) + 0.02 * span
+            ax.text(x, y, f"{r['gap']:+.2f} pts (acc. {r['acc']:.2f}%)", va="center", fontsize=8.5,
+                    zorder=5)
+        ax.set_yticks(ys, [r["method"] for r in items])
+        ax.set_xlim(left - 0.05 * span, right + 0.42 * span)
+        ax.set_ylim(-0.7, len(items) - 0.3)
+        ax.grid(axis="x", alpha=0.3, zorder=0)
+        epochs = f" after {base['epochs']:g} epochs" if base.get("epochs") else ""
+        ax.set_title(f"{model} on {dataset} (float baseline: {base['acc']:.2f}% test accuracy"
+                     f"{epochs})",
+                     fontsize=10)
+        ax.set_xlabel("gap to the float baseline (accuracy points; float minus method, "
+                      "lower is better)", fontsize=9)
+    verdicts = {r["verdict"] for items in groups.values() for r in items}
+    handles = [Patch(color=c, label=t) for v, (c, t) in _VERDICT_STYLE.items()
+               if v in verdicts and v != "no float run"]
+    handles.append(Line2D([], [], color="black", linewidth=2.2, linestyle="none", marker="|",
+                          markersize=12, markeredgewidth=2.2, label="target: largest accepted gap"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8.5,
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -165,7 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="*", default=["runs"], help="run directories or their parent")
     p.add_argument("--out", help="Markdown file (default: <first runs dir>/results.md)")
     p.add_argument("--plot", help="PNG file (default: <first runs dir>/results.png)")
+    p.add_argument("--from-table", metavar="MD",
+                   help="redraw the plot from a table this script wrote (no run directories "
+                        "needed); the PNG goes to --plot, default MD with .png")
+    p.add_argument("--title", default="", help="a title above the plot")
     args = p.parse_args(argv)
+    if args.from_table:
+        table = Path(args.from_table)
+        png = Path(args.plot) if args.plot else table.with_suffix(".png")
+        if not table.is_file() or not plot(rows_from_markdown(table.read_text()), png, args.title):
+            print(f"results.py: no results table with a float baseline in {table}",
+                  file=sys.stderr)
+            return 2
+        print(f"wrote {png}")
+        return 0
     paths = [Path(r) for r in args.runs]
     runs = collect(paths)
     if not runs:
@@ -179,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/results.py " + " ".join(args.runs)
     text = markdown(rows, command)
     out.write_text(text)
-    plot(rows, png)
+    plot(rows, png, args.title)
     print(text, end="")
     print(f"\nwrote {out} and {png}")
     return 0

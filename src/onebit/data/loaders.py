@@ -57,9 +57,11 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike[st
         ``labels``: int64 ``[N]`` in ``[0, num_classes)``.
 
     Raises:
-        ValueError: unknown name or split. DatasetNotFoundError: the files are nowhere (the message
-        lists every place looked and how to get the data). ChecksumError: a file exists but is not
-        the canonical one (the message names the file, the expected and the actual MD5).
+        ValueError: unknown name or split.
+        DatasetNotFoundError: the files are nowhere (the message lists every place looked and how
+            to get the data).
+        ChecksumError: a file exists but is not the canonical one (the message names the file, the
+            expected and the actual MD5).
     """
     dataset = canonical_name(name)
     if split not in SPLITS:

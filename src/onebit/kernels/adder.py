@@ -91,7 +91,8 @@ def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: An
     Args:
         x_q: int8 ``[N, H, W, C]`` (NHWC), the quantized input ``round(X / s)``.
         w_q: int8 ``[C_out, kh, kw, C]``, the quantized filters ``round(F / s)`` (same ``s``).
-        stride, padding: an int or an ``(h, w)`` pair, as the float layer's.
+        stride: an int or an ``(h, w)`` pair, as the float layer's.
+        padding: an int or an ``(h, w)`` pair, as the float layer's.
         pad_value_q: int8 value a padded position holds in every channel (0 for AdderNet).
         multiplier: scalar or ``[C_out]`` float32; ``s`` (times a folded BatchNorm scale).
         bias: ``None`` or scalar or ``[C_out]`` float32 added after the multiplication.

@@ -341,9 +341,11 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
         output: ``"int32"`` -> ``[N, Ho, Wo, C_out]`` accumulators ``acc``; ``"float"`` ->
             float32 ``[N, Ho, Wo, C_out]``; ``"bits"`` -> uint32 ``[N, Ho, Wo, ceil(C_out / 32)]``
             (see the module docstring for the exact formulas and comparisons).
-        multiplier, bias: ``[C_out]`` per-channel scale and offset (float / bits).
+        multiplier: ``[C_out]`` per-channel scale (float / bits).
+        bias: ``[C_out]`` per-channel offset (float / bits).
         k_map: float32 ``[N, Ho, Wo]``: XNOR-Net's K map, multiplied per output position.
-        thresholds, flip: ``[C_out]`` (bits only; :func:`sign_thresholds` builds them).
+        thresholds: ``[C_out]`` (bits only; :func:`sign_thresholds` builds them).
+        flip: ``[C_out]`` (bits only; :func:`sign_thresholds` builds them).
         residual: float32 ``[N, Ho, Wo, C_out]`` added last to the float output (a residual
             block's shortcut: ``y = (acc * multiplier + bias) + residual``, one rounding per
             operation, exactly what adding the two arrays afterwards gives).

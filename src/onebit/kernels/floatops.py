@@ -106,7 +106,9 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
         x: float32 ``[N, H, W, C_in]``, C-contiguous.
         weight: float32 ``[C_out, C_in, kh, kw]`` or a :class:`PreparedFloatConvWeight`.
         bias: ``None`` or float32 ``[C_out]``.
-        stride, padding, dilation: an int or an ``(h, w)`` pair (padding is symmetric).
+        stride: an int or an ``(h, w)`` pair.
+        padding: an int or an ``(h, w)`` pair (symmetric).
+        dilation: an int or an ``(h, w)`` pair.
         pad_value: the value padded positions hold (0 is PyTorch's zero padding).
         num_threads: threads to use (default: :func:`onebit.kernels.default_num_threads`).
 

@@ -193,9 +193,53 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     return {k: sorted(v.items()) for k, v in series.items()}
 
 
-def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> bool:
-    """Loss, accuracy and flip-ratio curves against the optimizer step; False if nothing to plot."""
-    series = read_metrics(metrics_csv)
+#: the curves' panels: title, y-axis label, factor applied to the values, {metric: legend text}
+_CURVE_PANELS = [
+    ("loss", "cross-entropy loss", 1.0,
+     {"train_loss_step": "train (per step)", "train_loss_epoch": "train (epoch mean)",
+      "val_loss": "validation"}),
+    ("accuracy", "accuracy (%)", 100.0,
+     {"train_acc": "train (epoch mean)", "train_acc_epoch": "train (epoch mean)",
+      "val_acc": "validation"}),
+    ("binary weights whose sign flipped in the epoch", "weights flipped (%)", 100.0,
+     {"flip_ratio": "all binary layers"}),
+    ("learning rate", "learning rate", 1.0, {"lr": "first parameter group"}),
+]
+
+
+def _stage_series(parts: list[tuple[str, Path]]) -> tuple[dict[str, list[tuple[float, float]]],
+                                                          list[tuple[str, int, int]]]:
+    """The metrics of consecutive stages on one step axis: each stage's steps are shifted to start
+    after the previous stage's last step, with a NaN point between stages (a line break). Returns
+    ``{metric: [(step, value), ...]}`` and ``[(stage, first step, last step), ...]`` for the
+    stages that logged anything."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    spans: list[tuple[str, int, int]] = []
+    offset = 0
+    for name, path in parts:
+        stage = read_metrics(Path(path))
+        steps = [step for values in stage.values() for step, _ in values]
+        if not steps:
+            continue
+        for key, values in stage.items():
+            if key in series:
+                series[key].append((offset - 0.5, math.nan))
+            series.setdefault(key, []).extend((step + offset, v) for step, v in values)
+        spans.append((name, offset, offset + max(steps)))
+        offset += max(steps) + 1
+    return series, spans
+
+
+def plot_curves(metrics_csv: Path | list[tuple[str, Path]], out_png: Path, title: str = "") -> bool:
+    """Loss, accuracy (%), flipped binary weights (%) and learning-rate curves against the
+    optimizer step; False if nothing to plot.
+
+    ``metrics_csv`` is one stage's ``metrics.csv``, or ``[(stage name, metrics.csv), ...]`` for a
+    multi-stage run: its stages then share one step axis, with dashed lines at the stage
+    boundaries and the stage names along the top."""
+    parts = [("", Path(metrics_csv))] if isinstance(metrics_csv, (str, os.PathLike)) \
+        else [(name, Path(p)) for name, p in metrics_csv]
+    series, spans = _stage_series(parts)
     if not series:
         return False
     import matplotlib
@@ -203,29 +247,39 @@ def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> bool:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("loss", ("train_loss_step", "train_loss_epoch", "val_loss")),
-        ("accuracy", ("train_acc", "train_acc_epoch", "val_acc")),
-        ("binary weight flip ratio per epoch", ("flip_ratio",)),
-        ("learning rate (first parameter group)", ("lr",)),
-    ]
-    panels = [(t, [k for k in keys if k in series]) for t, keys in panels]
-    panels = [(t, keys) for t, keys in panels if keys]
+    panels = [(t, ylabel, k, {m: label for m, label in keys.items() if m in series})
+              for t, ylabel, k, keys in _CURVE_PANELS]
+    panels = [p for p in panels if p[3]]
+    staged = len(spans) > 1
+    first_step, last_step = spans[0][1], spans[-1][2]
+    margin = 0.02 * (last_step - first_step) + 0.5
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, (4.0 if staged else 3.6) * nrows),
+                             squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, (name, keys) in zip(axes.flat, panels):
-        for key in keys:
+    for ax, (name, ylabel, factor, keys) in zip(axes.flat, panels):
+        for key, label in keys.items():
             xs, ys = zip(*series[key])
             dense = key.endswith("_step") or key == "lr"
-            ax.plot(xs, ys, "-" if dense else "o-", label=key, linewidth=1.0 if dense else 1.6,
-                    markersize=3, alpha=0.6 if dense else 1.0)
-        ax.set_xlabel("optimizer step")
-        ax.set_title(name)
+            ax.plot(xs, [factor * y for y in ys], "-" if dense else "o-", label=label,
+                    linewidth=1.0 if dense else 1.6, markersize=3, alpha=0.6 if dense else 1.0)
+        ax.set_xlim(first_step - margin, last_step + margin)   # the same steps in every panel
+        ax.set_xlabel("optimizer step" + (" (stages one after another)" if staged else ""))
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        if staged:
+            for _, first, _ in spans[1:]:
+                ax.axvline(first - 0.5, color="0.3", linestyle="--", linewidth=1.0)
+            top = ax.secondary_xaxis("top")
+            top.set_xticks([(a + b) / 2 for _, a, b in spans], [s for s, _, _ in spans],
+                           fontsize=8)
+            top.tick_params(length=0)
+            ax.set_title(name, pad=16)
+        else:
+            ax.set_title(name)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

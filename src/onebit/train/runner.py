@@ -6,7 +6,7 @@ Run directory ``<output.dir>/<name>/``::
     results.json         test accuracy, model size, epochs, steps, wall time, ... (final stage)
     model.safetensors    final weights + config (single-stage runs; else in the last stage)
     metrics.csv, tb/     Lightning's CSV and TensorBoard logs
-    curves.png           loss / accuracy / flip-ratio curves
+    curves.png           loss / accuracy / flip-ratio curves (multi-stage: all stages)
     checkpoints/last.ckpt   written atomically every ``trainer.ckpt_every_n_steps`` steps and
                             every epoch; ``resume=True`` continues from it
     stages/<i>-<name>/   the same per stage, for multi-stage recipes
@@ -480,6 +480,10 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
     final["time_per_epoch_s"] = (round(final["wall_time_s"] / final["epochs"], 3)
                                  if final["epochs"] else None)
     artifacts.write_json(run_dir / "results.json", final)
+    if cfg["output"]["plots"]:  # every stage's curves on one step axis
+        artifacts.plot_curves([(st["name"], run_dir / "stages" / f"{i + 1}-{st['name']}" /
+                                "metrics.csv") for i, st in enumerate(stages)],
+                              run_dir / "curves.png", f"{cfg['name']}: all stages")
     last = run_dir / "stages" / f"{len(stages)}-{stages[-1]['name']}"
     shutil.copyfile(last / "model.safetensors", run_dir / "model.safetensors")
     return final
