@@ -27,12 +27,12 @@ struct FreeBytes {
 };
 using AlignedBytes = std::unique_ptr<uint8_t[], FreeBytes>;
 
-// count bytes (64-byte aligned, size rounded up to 64), zero-filled.
-AlignedBytes zeroed_bytes(int64_t count) {
-  const size_t bytes = ((static_cast<size_t>(count) + 63) / 64) * 64;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+// count bytes (64-byte aligned, size rounded up to 64); the bytes from `zero_from` on are zeroed.
+AlignedBytes aligned_bytes(int64_t count, int64_t zero_from = 0) {
+  const size_t bytes = std::max<size_t>(64, ((static_cast<size_t>(count) + 63) / 64) * 64);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, bytes));
   if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, bytes == 0 ? 64 : bytes);
+  std::memset(p + zero_from, 0, bytes - static_cast<size_t>(zero_from));
   return AlignedBytes(p);
 }
 
@@ -141,12 +141,13 @@ namespace {
 
 // Fills the padded quantized input: fill(row_src_index, dst, count) writes one input row's
 // interior; padding bytes hold zero_point. 64 zero bytes follow the buffer (the AVX2 im2row
-// reads up to 31 bytes past a run).
+// reads up to 31 bytes past a run). Every byte is written (rows in full), so none is read
+// uninitialized.
 template <class Fill>
 AlignedBytes padded_input(const PreparedInt8Conv& w, const ConvGeometry& g, int num_threads,
                           Fill fill) {
   const int64_t hp = g.h + 2 * g.ph, row = (g.w + 2 * g.pw) * g.c;
-  AlignedBytes buf = zeroed_bytes(g.n * hp * row + 64);
+  AlignedBytes buf = aligned_bytes(g.n * hp * row + 64, g.n * hp * row);
   uint8_t* dst = buf.get();
   const uint8_t zp = static_cast<uint8_t>(w.zero_point());
   parallel_for(g.n * hp, num_threads, grain_for(row, 1 << 15), [&](int64_t b, int64_t e) {
@@ -173,7 +174,7 @@ void convolve(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const Conv
   parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
     AlignedBytes scratch;
 #if defined(ONEBIT_X86)
-    if (avx2) scratch = zeroed_bytes(avx2::scratch_bytes(w, g));
+    if (avx2) scratch = aligned_bytes(avx2::scratch_bytes(w, g));
 #endif
     for (int64_t r = b; r < e; ++r) {
       const int64_t n = r / oh, o = r % oh;
