@@ -3,7 +3,8 @@
 // point, weights int8 symmetric per output channel, int32 accumulation, float32 output.
 //
 //   q[n, h, w, c]  = clamp(rint(x * (1 / act_scale)) + zero_point, 0, act_max)   (float input)
-//   acc[n, oh, ow, o] = sum_{i, j, c} q_pad[n, oh sh - ph + i dh, ow sw - pw + j dw, c] wq[o, c, i, j]
+//   acc[n, oh, ow, o] = sum_{i, j, c} q_pad[n, oh sh - ph + i dh, ow sw - pw + j dw, c]
+//                                     * wq[o, c, i, j]
 //   y = fma(float(acc - zero_point * sum_w[o]), out_scale[o], bias[o]),  then max(y, 0) if relu
 //
 // where q_pad reads zero_point outside the input (the quantized real 0: zero padding), sum_w[o] is

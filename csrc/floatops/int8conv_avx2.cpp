@@ -3,17 +3,20 @@
 //
 // Per output row the taps of every output pixel are first copied into a small row buffer (an
 // im2row of K = kh kw C bytes per pixel, padded to a multiple of 4 * pairs, which stays in L1),
-// so every 4 taps of a pixel are one aligned-enough 32-bit word whatever the kernel, stride or
-// channel count. The register tile is R pixels x V vectors of 8 output channels, int32
-// accumulators: 3 x 2 for full 16-channel blocks (measured on the 7x7/2, 3 -> 64 stem, 1 core,
-// Zen 3: 3 x 2 runs ~1.25x faster than 4 x 2, for which GCC spills accumulators), 6 x 1 for a
-// last block of at most 8 channels. Per group of 4 taps: broadcast the pixel's 4 bytes (vpbroadcastd), vpmaddubsw
-// with the 8 channels x 4 taps of int8 weights (u8 x s8 -> 16 int16 sums of 2 products), then
-// vpmaddwd with ones (-> 8 int32 sums of 4 products) and vpaddd. With pairs = 2 two vpmaddubsw
-// results are added in int16 (vpaddw) before one vpmaddwd: 3 multiply-port instructions per
-// 64 MACs instead of 4. No int16 saturation: an int16 then holds 2 * pairs products of
-// magnitude <= act_max * wmax, and the prepared filters guarantee 2 * pairs * act_max * wmax
-// <= 32767 (int8conv.h, pairs_for), so every vpmaddubsw and vpaddw result is exact.
+// so every 4 taps of a pixel are one 32-bit word whatever the kernel, stride or channel count.
+// The register tile is R pixels x V vectors of 8 output channels, int32 accumulators: 3 x 2 for
+// full 16-channel blocks, 6 x 1 for a last block of at most 8 channels (on the 7x7/2, 3 -> 64
+// stem, 1 core, Zen 3, 3 x 2 ran ~1.25x faster than 4 x 2, for which GCC spills accumulators).
+// Per group of 4 taps: broadcast the pixel's 4 bytes (vpbroadcastd), vpmaddubsw with the
+// 8 channels x 4 taps of int8 weights (u8 x s8 -> 16 int16 sums of 2 products), vpmaddwd with
+// ones (-> 8 int32 sums of 4 products), vpaddd. With pairs = 2 two vpmaddubsw results are added
+// in int16 (vpaddw) before one vpmaddwd: 3 multiply-port instructions per 64 MACs instead of 4
+// (on the stem ~88 G MAC/s against ~74 with pairs = 1, both near what a bare register tile of
+// the same instructions reaches on that CPU).
+//
+// No int16 saturation: an int16 holds 2 * pairs products of magnitude <= act_max * wmax, and the
+// prepared filters guarantee 2 * pairs * act_max * wmax <= 32767 (int8conv.h, pairs_for), so
+// every vpmaddubsw and vpaddw result is exact.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -103,7 +106,8 @@ template <int R, int V, int P>
 void block_row(const uint8_t* buf, const int8_t* wb, const int32_t* zs, const float* sc,
                const float* bi, int64_t nvalid, float* y, int64_t ow, const TileArgs& a) {
   int64_t x = 0;
-  for (; x + R <= ow; x += R) tile<R, V, P>(buf + x * a.kp, wb, zs, sc, bi, nvalid, y + x * a.cout, a);
+  for (; x + R <= ow; x += R)
+    tile<R, V, P>(buf + x * a.kp, wb, zs, sc, bi, nvalid, y + x * a.cout, a);
   for (; x < ow; ++x) tile<1, V, P>(buf + x * a.kp, wb, zs, sc, bi, nvalid, y + x * a.cout, a);
 }
 

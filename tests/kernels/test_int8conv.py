@@ -262,7 +262,8 @@ def test_weight_quantization_per_channel():
     w[1] = -7.0
     wq, s = K.quantize_conv_weight(w, bits=7)
     assert wq.dtype == np.int8 and s.tolist() == [1 / 63, 7 / 63, 1.0]
-    assert wq[0].ravel().tolist() == [63, -32, 16, 0] and np.all(wq[1] == -63) and np.all(wq[2] == 0)
+    assert wq[0].ravel().tolist() == [63, -32, 16, 0]
+    assert np.all(wq[1] == -63) and np.all(wq[2] == 0)
 
 
 def test_threads_agree_on_the_stem():

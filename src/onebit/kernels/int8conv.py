@@ -110,7 +110,8 @@ class ActivationQuant:
         return self.scale * -self.zero_point, self.scale * (self.qmax - self.zero_point)
 
 
-def calibrate_activations(batches: np.ndarray | Iterable[np.ndarray], bits: int = 8) -> ActivationQuant:
+def calibrate_activations(batches: np.ndarray | Iterable[np.ndarray],
+                          bits: int = 8) -> ActivationQuant:
     """Activation quantization from calibration data by min/max.
 
     ``lo = min(0, min over all batches)``, ``hi = max(0, max over all batches)`` (the range always
@@ -192,7 +193,8 @@ class PreparedInt8ConvWeight:
                              "use weight_bits <= 7 or 7-bit activations")
         mult = np.ones(cout) if multiplier is None else self._vector(multiplier, "multiplier", cout)
         b = None if bias is None else self._vector(bias, "bias", cout).astype(np.float32)
-        self.shape: tuple[int, int, int, int] = tuple(int(d) for d in w.shape)  # type: ignore[assignment]
+        self.shape: tuple[int, int, int, int] = (int(w.shape[0]), int(w.shape[1]),
+                                                 int(w.shape[2]), int(w.shape[3]))
         self.act = act
         self.weight_bits = int(weight_bits)
         self.weight_q = wq
