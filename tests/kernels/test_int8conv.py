@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from onebit import _kernels
 from onebit import kernels as K
@@ -94,6 +96,35 @@ def test_every_isa_equals_exact_integer_result(shape, bits):
                 outs.append(y)
     for y in outs[1:]:
         assert np.array_equal(y.view(np.uint32), outs[0].view(np.uint32))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_property_every_isa_equals_exact_integer_result(data):
+    """Random geometries (C_in 1..4 mostly, any kernel, stride, dilation, padding up to whole
+    windows of padding, C_out around the 8 / 16-channel blocks), 7- or 8-bit activations."""
+    draw = data.draw
+    c = draw(st.one_of(st.integers(1, 4), st.integers(5, 24)))
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, dh * (kh - 1) + 1)), draw(st.integers(0, dw * (kw - 1) + 1))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14))
+    w_ = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14))
+    co = draw(st.integers(1, 40))
+    bits = draw(st.sampled_from([7, 8]))
+    qmax = 2 ** bits - 1
+    zp = draw(st.integers(0, qmax))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    xq = rng.integers(0, qmax + 1, (draw(st.integers(1, 2)), h, w_, c), dtype=np.uint8)
+    wq = rng.integers(-64, 64, (co, c, kh, kw)).astype(np.int8)
+    prepared = raw_prepared(wq, zp, qmax)
+    expect = exact_acc(xq, wq, zp, (sh, sw), (ph, pw), (dh, dw)).astype(np.float32)
+    for isa in ISAS:
+        with K.use_isa(isa):
+            y = run_raw(xq, prepared, (sh, sw), (ph, pw), (dh, dw))
+        np.testing.assert_array_equal(y, expect, err_msg=isa)
 
 
 @pytest.mark.parametrize("bits", [8, 7])
