@@ -11,6 +11,7 @@ void register_bitpack(nb::module_& m);  // bindings/bitpack.cpp
 void register_binary(nb::module_& m);   // bindings/binary.cpp: bgemm, bconv2d, output transforms
 void register_adder(nb::module_& m);    // bindings/adder.cpp: adder training op, int8 SAD kernel
 void register_floatops(nb::module_& m);  // bindings/floatops.cpp: float conv/pools for the runtime
+void register_int8conv(nb::module_& m);  // bindings/int8conv.cpp: int8 direct conv (stems)
 
 NB_MODULE(_kernels, m) {
   m.doc() = "onebit's compiled kernels (torch-free). Use onebit.kernels, not this module.";
@@ -37,4 +38,5 @@ NB_MODULE(_kernels, m) {
   register_binary(m);
   register_adder(m);
   register_floatops(m);
+  register_int8conv(m);
 }
