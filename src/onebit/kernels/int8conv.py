@@ -53,8 +53,7 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import require_array, resolve_threads
-from onebit.kernels.adder import _pair
+from onebit.kernels._checks import pair as _pair, require_array, resolve_threads
 from onebit.kernels.floatops import _nhwc, _window_out
 
 __all__ = [
