@@ -46,6 +46,9 @@ def _transform():
 EXAMPLES = {
     "conv2d": (IMAGE, _conv(dilation=[1, 1], groups=1, pad_value=0.5),
                {"weight": _f32(5, 4, 3, 3), "bias": _f32(5)}, 1),
+    "conv2d_int8": (IMAGE, _conv(dilation=[1, 1], act_scale=0.03, act_zero_point=120,
+                                 act_bits=8, weight_bits=7),
+                    {"weight": _f32(5, 4, 3, 3), "bias": _f32(5)}, 1),
     "bconv2d": (IMAGE, _conv(pad_value=1.0, xnor_k=True, output="float"),
                 {"weight_bits": pack_signs(_f32(5, 3, 3, 4)), **_transform()}, 1),
     "linear": (VECTOR, {"in_features": 12, "out_features": 5},

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_layer
+from onebit.deploy.int8_stem import quantize_stem
 from onebit.deploy.passes import materialize, run_passes
 from onebit.deploy.trace import ConversionError, PNode, trace
 from onebit.runtime.graph import Graph
@@ -106,7 +107,8 @@ def _attach_modules(model: nn.Module, nodes: list[PNode]) -> None:
 def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = None,
             class_names: Sequence[str] | None = None,
             normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None,
-            adder_calibration: Any = None) -> Graph:
+            adder_calibration: Any = None, first_layer: str = "float",
+            calibration: Any = None) -> Graph:
     """Convert a trained model (evaluated in eval mode) into an inference graph.
 
     BatchNorm folds into the neighbouring layer (a per-channel threshold on the integer
@@ -124,6 +126,12 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
         adder_calibration: a float32 batch of model inputs ``[N, C, H, W]``; when given, every
             AdderNet layer becomes ``adder_int8`` (inputs and filters int8 with one shared scale
             per layer, calibrated on this batch; exact SAD kernel) instead of the float op.
+        first_layer: ``"float"`` (default: the stem conv stays float32, exactly as trained) or
+            ``"int8"``: the float convs that read the model's input run in int8
+            (:func:`onebit.deploy.int8_stem.quantize_stem`: the input per tensor with a zero
+            point, calibrated on ``calibration``; the weights per output channel), about twice
+            as fast as float on the stem; its accuracy cost is measured in the README.
+        calibration: float32 ``[N, C, H, W]`` model inputs, required with ``first_layer="int8"``.
 
     Raises:
         ConversionError: a layer or function has no equivalent; the message names its module
@@ -131,6 +139,12 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
+    if first_layer not in ("float", "int8"):
+        raise ValueError(f"first_layer must be 'float' or 'int8', got {first_layer!r}")
+    if (first_layer == "int8") != (calibration is not None):
+        raise ValueError("first_layer='int8' needs calibration=<float32 [N, C, H, W] model inputs>"
+                         if calibration is None else
+                         "calibration is used only with first_layer='int8'")
     shape = _input_shape(model, example_input_shape)
     norm = _normalization(normalization, shape[0]) if len(shape) == 3 else None
     if normalization is not None and len(shape) != 3:
@@ -155,6 +169,8 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
         metadata["normalization"] = norm
     graph = Graph(nodes=graph_nodes, tensors=tensors, input_shape=shape, output=output_name,
                   input=input_name, metadata=metadata)
+    if first_layer == "int8":
+        graph = quantize_stem(graph, calibration)
     out_shape = graph.validate()[output_name].shape
     if class_names is not None:
         names = [str(c) for c in class_names]

@@ -119,6 +119,30 @@ def _conv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> 
                     a["stride"], 0, a["dilation"], a["groups"])
 
 
+def _conv2d_int8(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]
+                 ) -> torch.Tensor:
+    """The int8 conv's arithmetic in torch: the same activation and weight quantization, the
+    integer sum in float64 (exact), then float32 ``(acc - zp * sum wq) * out_scale + bias``."""
+    a, x = node.attrs, xs[0]
+    w = m._w(i, "weight")
+    if not m.exact:  # the float baseline
+        return F.conv2d(x, w, m._w(i, "bias"), a["stride"], a["padding"], a["dilation"])
+    from onebit.kernels.int8conv import quantize_conv_weight
+
+    scale, zp, qmax = a["act_scale"], a["act_zero_point"], 2 ** a["act_bits"] - 1
+    inv = torch.tensor(1.0 / scale, dtype=torch.float32)
+    t = torch.clamp(x * inv, -zp, qmax - zp)  # as the kernel: clamp, then round half to even
+    q = torch.round(torch.where(torch.isnan(t), torch.full_like(t, -zp), t)) + zp
+    wq, sw = quantize_conv_weight(w.detach().cpu().numpy(), bits=a["weight_bits"])
+    wq_t = torch.from_numpy(wq.astype(np.float64))
+    acc = F.conv2d(F.pad(q.double() - zp, [a["padding"][1]] * 2 + [a["padding"][0]] * 2),
+                   wq_t, None, a["stride"], 0, a["dilation"])
+    out_scale = torch.from_numpy((np.float32(scale) * sw.astype(np.float32)).astype(np.float32))
+    y = acc.float() * out_scale.reshape(1, -1, 1, 1)
+    bias = m._w(i, "bias")
+    return y + bias.reshape(1, -1, 1, 1) if bias is not None else y
+
+
 def _bconv2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) -> torch.Tensor:
     a, x, k = node.attrs, xs[0], None
     if a["xnor_k"]:
@@ -191,6 +215,7 @@ def _avgpool2d(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]) 
 #: op name -> its torch reference; one entry per op of :data:`onebit.runtime.ops.OPS`
 REFERENCES: dict[str, _Ref] = {
     "conv2d": _conv2d,
+    "conv2d_int8": _conv2d_int8,
     "bconv2d": _bconv2d,
     "linear": _linear,
     "blinear": _blinear,

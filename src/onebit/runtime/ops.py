@@ -115,6 +115,42 @@ def _compile_conv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
                                            groups, pad_value, direct, nt)
 
 
+def _act_quant(a: dict[str, Any]) -> Any:
+    from onebit.kernels.int8conv import ActivationQuant
+
+    return ActivationQuant(scale=float(a["act_scale"]), zero_point=int(a["act_zero_point"]),
+                           bits=int(a["act_bits"]))
+
+
+def _check_conv2d_int8(c: Check, xs: list[ValueInfo]) -> ValueInfo:
+    cin, out_ch, kh, kw, ho, wo = conv_like(c, xs[0], ("float",), groups_ok=False,
+                                            dilation_ok=True)
+    bits = c.integer("act_bits", 2, 8)
+    wbits = c.integer("weight_bits", 2, 7)
+    zp = c.integer("act_zero_point", 0, 2 ** bits - 1)
+    scale = c.number("act_scale")
+    if not scale > 0:
+        raise c.fail(f"act_scale must be positive, got {scale}")
+    if 2 * (2 ** bits - 1) * (2 ** (wbits - 1) - 1) > 32767:
+        raise c.fail(f"{bits}-bit activations with {wbits}-bit weights can overflow the kernel's "
+                     "int16 pair sums")
+    del zp
+    c.weight((out_ch, cin, kh, kw), cin)
+    c.tensor("bias", np.float32, (out_ch,), optional=True)
+    return ValueInfo("float", (out_ch, ho, wo))
+
+
+def _compile_conv2d_int8(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
+    from onebit.kernels.int8conv import conv2d_int8, prepare_conv2d_int8
+
+    a = node.attrs
+    prepared = prepare_conv2d_int8(np.asarray(t["weight"], dtype=np.float32), _act_quant(a),
+                                   bias=t.get("bias"), weight_bits=int(a["weight_bits"]))
+    stride, padding, dilation = _pairs(a, "stride", "padding", "dilation")
+    return lambda xs, nt: conv2d_int8(xs[0], prepared, stride=stride, padding=padding,
+                                      dilation=dilation, num_threads=nt)
+
+
 def _check_linear(c: Check, xs: list[ValueInfo]) -> ValueInfo:
     (f,) = value(c, xs[0], ("float",), 1)
     fin = c.integer("in_features", 1, MAX_VALUE_ELEMENTS)
@@ -385,6 +421,12 @@ _SPECS = [
            "float conv; weight F32 [O, C/g, kh, kw] or weight_bits U32 [O, kh, kw, ceil(C/g/32)] "
            "times weight_scale F32 [O]; optional bias; input padded with pad_value",
            _check_conv2d, _compile_conv2d),
+    OpSpec("conv2d_int8", 1, (*_CONV, "dilation", "act_scale", "act_zero_point", "act_bits",
+                              "weight_bits"), ("weight", "bias"),
+           "float conv computed in int8: x quantized per tensor (act_scale, act_zero_point, "
+           "act_bits; zero padding), weight F32 [O, C, kh, kw] quantized per output channel to "
+           "weight_bits at load; y = dequantized int32 sum + bias (onebit.kernels.conv2d_int8)",
+           _check_conv2d_int8, _compile_conv2d_int8),
     OpSpec("bconv2d", 1, (*_CONV, "pad_value", "xnor_k", "output"),
            ("weight_bits", *_TRANSFORM),
            "sign(x) (bits if already packed) conv weight_bits, acc = exact +/-1 dot product "
