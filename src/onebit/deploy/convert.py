@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_layer
-from onebit.deploy.int8_stem import quantize_stem
+from onebit.deploy.int8_convs import quantize_float_convs
 from onebit.deploy.passes import materialize, run_passes
 from onebit.deploy.trace import ConversionError, PNode, trace
 from onebit.runtime.graph import Graph
@@ -108,7 +108,7 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
             class_names: Sequence[str] | None = None,
             normalization: Mapping[str, Sequence[float]] | Sequence[Any] | None = None,
             adder_calibration: Any = None, first_layer: str = "float",
-            calibration: Any = None) -> Graph:
+            float_convs: str = "float", calibration: Any = None) -> Graph:
     """Convert a trained model (evaluated in eval mode) into an inference graph.
 
     BatchNorm folds into the neighbouring layer (a per-channel threshold on the integer
@@ -128,10 +128,12 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
             per layer, calibrated on this batch; exact SAD kernel) instead of the float op.
         first_layer: ``"float"`` (default: the stem conv stays float32, exactly as trained) or
             ``"int8"``: the float convs that read the model's input run in int8
-            (:func:`onebit.deploy.int8_stem.quantize_stem`: the input per tensor with a zero
-            point, calibrated on ``calibration``; the weights per output channel), about twice
-            as fast as float on the stem; its accuracy cost is measured in the README.
-        calibration: float32 ``[N, C, H, W]`` model inputs, required with ``first_layer="int8"``.
+            (:func:`onebit.deploy.int8_convs.quantize_float_convs`: the input per tensor with a
+            zero point, calibrated on ``calibration``; the weights per output channel), about
+            twice as fast as float on a 7x7 stem; its accuracy cost is measured in the README.
+        float_convs: ``"float"`` (default) or ``"int8"``: every float conv with groups 1 and
+            zero padding in int8 (the stem and, e.g., Bi-Real's 1x1 downsampling shortcuts).
+        calibration: float32 ``[N, C, H, W]`` model inputs, required with either int8 option.
 
     Raises:
         ConversionError: a layer or function has no equivalent; the message names its module
@@ -139,12 +141,14 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects a torch.nn.Module, got {type(model).__name__}")
-    if first_layer not in ("float", "int8"):
-        raise ValueError(f"first_layer must be 'float' or 'int8', got {first_layer!r}")
-    if (first_layer == "int8") != (calibration is not None):
-        raise ValueError("first_layer='int8' needs calibration=<float32 [N, C, H, W] model inputs>"
-                         if calibration is None else
-                         "calibration is used only with first_layer='int8'")
+    for name, v in (("first_layer", first_layer), ("float_convs", float_convs)):
+        if v not in ("float", "int8"):
+            raise ValueError(f"{name} must be 'float' or 'int8', got {v!r}")
+    int8 = "all" if float_convs == "int8" else "stem" if first_layer == "int8" else None
+    if (int8 is not None) != (calibration is not None):
+        raise ValueError("first_layer='int8' / float_convs='int8' need calibration=<float32 "
+                         "[N, C, H, W] model inputs>" if calibration is None else
+                         "calibration is used only with first_layer='int8' or float_convs='int8'")
     shape = _input_shape(model, example_input_shape)
     norm = _normalization(normalization, shape[0]) if len(shape) == 3 else None
     if normalization is not None and len(shape) != 3:
@@ -169,8 +173,8 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
         metadata["normalization"] = norm
     graph = Graph(nodes=graph_nodes, tensors=tensors, input_shape=shape, output=output_name,
                   input=input_name, metadata=metadata)
-    if first_layer == "int8":
-        graph = quantize_stem(graph, calibration)
+    if int8 is not None:
+        graph = quantize_float_convs(graph, calibration, scope=int8)
     out_shape = graph.validate()[output_name].shape
     if class_names is not None:
         names = [str(c) for c in class_names]

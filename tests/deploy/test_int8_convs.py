@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import onebit.runtime as rt
 from onebit.deploy import convert
-from onebit.deploy.int8_stem import quantize_stem
+from onebit.deploy.int8_convs import quantize_float_convs
 from onebit.deploy.torch_graph import GraphTorchModule
 from onebit.kernels.int8conv import calibrate_activations, quantize_conv_weight
 from onebit.runtime.graph import Graph, Node
@@ -58,7 +58,7 @@ def test_stem_output_within_the_quantization_bound() -> None:
                   {"weight": "w", "bias": "b"}, "stem")]
     g = Graph(nodes=nodes, tensors={"w": w, "b": b}, input_shape=(3, 20, 20), output="y")
     cal = rng.standard_normal((4, 3, 20, 20)).astype(np.float32)
-    q = quantize_stem(g, cal)
+    q = quantize_float_convs(g, cal)
     x = cal[:2]  # inside the calibrated range
     y = rt.Model(q, num_threads=1)(x)
     y_float = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
@@ -78,9 +78,9 @@ def test_stem_output_within_the_quantization_bound() -> None:
 
 
 def test_errors(bireal) -> None:
-    with pytest.raises(ValueError, match="needs calibration"):
+    with pytest.raises(ValueError, match="need calibration"):
         convert(bireal, example_input_shape=(3, 32, 32), first_layer="int8")
-    with pytest.raises(ValueError, match="only with first_layer"):
+    with pytest.raises(ValueError, match="used only with"):
         convert(bireal, example_input_shape=(3, 32, 32), calibration=_cal())
     with pytest.raises(ValueError, match="first_layer must be"):
         convert(bireal, example_input_shape=(3, 32, 32), first_layer="int4")
@@ -91,3 +91,27 @@ def test_errors(bireal) -> None:
     with pytest.raises(ValueError, match="no float conv"):
         convert(mlp, example_input_shape=(1, 8, 8), first_layer="int8",
                 calibration=np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_all_float_convs(bireal) -> None:
+    """float_convs='int8': the stem and the 1x1 downsampling shortcuts, each calibrated on the
+    values that reach it (checked against the float graph's own activations)."""
+    cal = _cal()
+    plain = convert(bireal, example_input_shape=(3, 32, 32))
+    g = convert(bireal, example_input_shape=(3, 32, 32), float_convs="int8", calibration=cal)
+    convs = [n for n in plain.nodes if n.op == "conv2d"]
+    q = [n for n in g.nodes if n.op == "conv2d_int8"]
+    assert len(convs) == len(q) == 4 and not any(n.op == "conv2d" for n in g.nodes)
+    # the shortcut conv's input is an avgpool output: its range from the float graph's values
+    inputs = {n.output: n.inputs[0] for n in convs}
+    sub = Graph(nodes=[n for n in plain.nodes[:plain.nodes.index(convs[1])]],
+                tensors=plain.tensors, input_shape=plain.input_shape,
+                output=inputs[convs[1].output])
+    v = rt.Model(sub, num_threads=1)(cal)
+    act = calibrate_activations(v)
+    assert (q[1].attrs["act_scale"], q[1].attrs["act_zero_point"]) == (act.scale, act.zero_point)
+    x = _cal(2, seed=9)
+    with torch.no_grad():
+        ref = GraphTorchModule(g)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(rt.Model(g, num_threads=1)(x), ref, rtol=0,
+                               atol=1e-5 * np.abs(ref).max())
