@@ -11,7 +11,9 @@ three models run alternately; the medians of the repeats are reported, and the m
 them (on a shared machine, noise only ever adds time). The ResNet-18 here is
 the standard ImageNet one (7x7/2 stem, max pool, [2, 2, 2, 2] basic blocks, 1.82 G MACs); the XNOR
 model is that network binarized by ``binarize_(model, "xnor")`` (first and last layer float, K
-map on). Beside them run what a user would pick instead in ONNX Runtime: the same float
+map on). "Bi-Real-18, int8 float convs" is the same Bi-Real-18 converted with
+``float_convs="int8"`` (the 7x7 stem and the 1x1 downsampling shortcuts in int8, calibrated on
+random inputs; accuracy cost: ``benchmarks/int8_accuracy.py``). Beside them run what a user would pick instead in ONNX Runtime: the same float
 ResNet-18 exported to ONNX (fp32), and its static int8 quantization (QDQ, per-channel int8
 weights, uint8 activations, calibrated on sample inputs; see ``_ort.py``). Those rows need the
 ``bench`` extra (``pip install 'onebit[bench]'``) and are skipped with a note without it.
@@ -96,6 +98,7 @@ def _binary_models() -> dict[str, nn.Module]:
 
 
 REFERENCE = "PyTorch float32 ResNet-18"
+INT8_BIREAL = "Bi-Real-18, int8 float convs"
 ORT_FP32 = "ONNX Runtime fp32 ResNet-18"
 ORT_INT8 = "ONNX Runtime int8 ResNet-18"
 
@@ -166,10 +169,17 @@ def main() -> int:
             sizes[ORT_INT8 + " (file)"] = Path(files[ORT_INT8]).stat().st_size
         else:
             print(f"note: {skipped}")
+        calib16 = np.random.default_rng(8).standard_normal((16, 3, 224, 224)).astype(np.float32)
         for name, model in _binary_models().items():
             path = Path(tmp) / (name.replace(" ", "_") + ".onebit")
             sizes[name] = save(convert(model, example_input_shape=(3, 224, 224)), path)
             files[name] = str(path)
+            if name == "Bi-Real-18":  # the float convs (stem, 1x1 shortcuts) in int8
+                name8 = INT8_BIREAL
+                path = Path(tmp) / "Bi-Real-18_int8.onebit"
+                sizes[name8] = save(convert(model, example_input_shape=(3, 224, 224),
+                                            float_convs="int8", calibration=calib16), path)
+                files[name8] = str(path)
         rows, kernels = [], {}
         for t in args.threads:
             cmd = [sys.executable, __file__, "--threads", str(t), "--repeats", str(args.repeats),
