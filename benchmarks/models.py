@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections import Counter
 import subprocess
 import sys
 import tempfile
@@ -204,11 +205,14 @@ def main() -> int:
     print(f"\n{'file':<40} {'bytes':>12} {'vs float32 ResNet-18':>21}")
     for name, size in sizes.items():
         print(f"{name:<40} {size:>12} {size / float_bytes:>20.3f}x")
+    print()
     for t, per_model in kernels.items():
         for name, layers in per_model.items():
-            if layers:
-                print(f"\nkernels of {name} ({t} thread{'s' if int(t) > 1 else ''}): "
-                      + "; ".join(f"{k['node']} {k['kernel']} ({k['choice']})" for k in layers))
+            if layers:  # per layer in the JSON; here how many layers ran each kernel
+                counts = Counter(f"{k['kernel']} ({k['choice']})" for k in layers)
+                print(f"kernels of {name}'s {len(layers)} binary convs ({t} thread"
+                      f"{'s' if int(t) > 1 else ''}): "
+                      + ", ".join(f"{n} x {k}" for k, n in counts.items()))
     if args.out:
         args.out.write_text(json.dumps({"machine": machine, "rows": rows, "bytes": sizes,
                                         "kernels": kernels, "skipped": skipped}, indent=2))
