@@ -2,6 +2,7 @@
 // -1 padding), and every available ISA against the reference bit for bit, for random shapes,
 // strides, paddings, thread counts and every output kind.
 #include <cmath>
+#include <string>
 
 #include "bconv2d/bconv2d.h"
 #include "bconv2d/prepared.h"
@@ -136,6 +137,31 @@ int main() {
       bconv2d(x.data(), prepared, s, t, 2);
       for (size_t i = 0; i < ref.size(); ++i)
         CHECK(got[i] == ref[i], "isa=%s trial %d prepared at %zu", isa_name(isa), trial, i);
+      // every candidate kernel of the filter length (the choice tune() makes), bit for bit
+      PreparedFilters chosen(w.data(), co, s.kernel_h, s.kernel_w, s.in_channels);
+      for (const std::string& name : chosen.candidates()) {
+        chosen.use_kernel(name);
+        std::fill(got.begin(), got.end(), -1);
+        t.out = got.data();
+        bconv2d(x.data(), chosen, s, t, 1 + trial % 2);
+        for (size_t i = 0; i < ref.size(); ++i)
+          CHECK(got[i] == ref[i], "isa=%s trial %d kernel %s at %zu", isa_name(isa), trial, name.c_str(), i);
+        std::vector<float> got_f(ref_f.size(), NAN);
+        tf.out = got_f.data();
+        bconv2d(x.data(), chosen, s, tf, 1);
+        for (size_t i = 0; i < ref_f.size(); ++i)
+          CHECK(got_f[i] == ref_f[i], "isa=%s trial %d kernel %s float at %zu", isa_name(isa), trial, name.c_str(), i);
+      }
+      if (trial % 10 == 0) {
+        const auto times = chosen.tune(s, 1, 1);
+        CHECK(times.size() == chosen.candidates().size(), "tune reports every candidate");
+        CHECK(std::string(chosen.choice()) == (times.size() > 1 ? "measured" : "forced"),
+              "tune's choice (%s)", chosen.choice());
+        std::fill(got.begin(), got.end(), -1);
+        bconv2d(x.data(), chosen, s, t, 2);
+        for (size_t i = 0; i < ref.size(); ++i)
+          CHECK(got[i] == ref[i], "isa=%s trial %d tuned (%s) at %zu", isa_name(isa), trial, chosen.kernel()->name, i);
+      }
       set_isa(Isa::Reference);
       std::fill(got.begin(), got.end(), -1);
       bconv2d(x.data(), prepared, s, t, 2);
