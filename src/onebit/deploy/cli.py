@@ -71,6 +71,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _naming(path: str, exc: BaseException) -> str:
+    """The error's message, starting with the file's name unless it names it already."""
+    text = str(exc)
+    return text if str(path) in text else f"{path}: {text}"
+
+
 def _read_array(path: str, what: str) -> np.ndarray:
     from onebit.data.idx import IDXFormatError, read_idx
 
@@ -122,7 +128,7 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         graph = rt.load_graph(args.model)
     except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
-        raise _user_error(str(exc)) from None
+        raise _user_error(_naming(args.model, exc)) from None
     infos = graph.validate()
     ops: dict[str, int] = {}
     for node in graph.nodes:
@@ -157,7 +163,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         model = rt.load(args.model, num_threads=args.threads)
     except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
-        raise _user_error(str(exc)) from None
+        raise _user_error(_naming(args.model, exc)) from None
     images = _read_array(args.images, "--images")
     if images.ndim < 2:
         raise _user_error(f"--images {args.images} holds shape {images.shape}; give a batch of "
@@ -198,7 +204,7 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         res = bench(args.model, args.batch_sizes, args.threads, args.repeats)
     except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
-        raise _user_error(str(exc)) from None
+        raise _user_error(_naming(args.model, exc)) from None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
