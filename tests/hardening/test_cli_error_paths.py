@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import warnings
@@ -155,7 +154,7 @@ def test_pickle_payload_never_runs_even_when_torch_is_told_to_allow_it(capsys, r
     marker = tmp_path / "payload_ran"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     state["evil"] = _Payload(str(marker))
-    torch.save(state, ckpt, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save(state, ckpt)
     artifacts.write_file_digest(ckpt)  # its digest matches: only weights_only protects
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     for argv in (["train", "--resume", str(run)], ["eval", str(ckpt)],

@@ -483,7 +483,10 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
                                  if final["epochs"] else None)
     artifacts.write_json(run_dir / "results.json", final)
     last = run_dir / "stages" / f"{len(stages)}-{stages[-1]['name']}"
+    digest = artifacts.file_sha256(last / "model.safetensors")  # the source's: a bad copy fails
+    artifacts.begin_file_digest(run_dir / "model.safetensors", digest)
     shutil.copyfile(last / "model.safetensors", run_dir / "model.safetensors")
+    artifacts.write_file_digest(run_dir / "model.safetensors", digest)
     return final
 
 
