@@ -246,14 +246,12 @@ _USER_ERRORS = (
     ("onebit.runtime.errors", ("FormatError",)),
     ("onebit.deploy.trace", ("ConversionError",)),
 )
-
-
+#: what a runtime-only install (NumPy only) lacks: a command needing one says how to get it
 _TRAINING_EXTRAS = ("torch", "yaml", "lightning", "safetensors", "matplotlib", "torchvision")
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [OnebitError, OSError]
-    types += [ModuleNotFoundError]  # a training extra missing from a runtime-only install
+    types: list[type[BaseException]] = [OnebitError, OSError, ModuleNotFoundError]
     for module_name, names in _USER_ERRORS:
         module = sys.modules.get(module_name)
         types += [getattr(module, n) for n in names if hasattr(module, n)]
