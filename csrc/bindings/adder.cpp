@@ -1,7 +1,8 @@
 // Python bindings of the AdderNet kernels (csrc/adder). Arrays arrive as nanobind ndarrays
 // (NumPy arrays or torch tensors, zero-copy); outputs are caller-allocated. onebit.kernels.adder
 // and onebit.ops.adder validate arguments with friendlier messages; the checks here guard the
-// C++ side against anything that slips through (they raise ValueError).
+// C++ side against anything that slips through (they raise ValueError), with overflow-checked
+// sizes (bindings/checked.h states the limits).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "adder/adder.h"
+#include "bindings/checked.h"
 #include "bindings/shape_check.h"
 
 namespace nb = nanobind;
@@ -23,14 +25,28 @@ using In = nb::ndarray<const T, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 template <class T, int D>
 using Out = nb::ndarray<T, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 
+using onebit::bindings::checked_dim;
+using onebit::bindings::checked_product;
+using onebit::bindings::checked_sum;
 using onebit::bindings::expect_shape;
 
 ConvGeometry make_geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout, int64_t kh,
                            int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  checked_dim(sh, "stride_h");
+  checked_dim(sw, "stride_w");
+  checked_dim(ph, "pad_h", 0);
+  checked_dim(pw, "pad_w", 0);
+  // the int8 kernel lays the padded input out in a scratch buffer of n * (h + 2 ph) * (w + 2 pw) * c
+  // bytes; the float kernels' column buffers hold c * kh * kw values per output position
+  const int64_t hp = checked_sum({h, ph, ph}, "the padded height");
+  const int64_t wp = checked_sum({w, pw, pw}, "the padded width");
+  checked_product({n, hp, wp, c}, "the padded input");
+  checked_product({c, kh, kw, cout}, "the filters");
   ConvGeometry g;
   g.n = n, g.c = c, g.h = h, g.w = w, g.cout = cout, g.kh = kh, g.kw = kw;
   g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw;
   onebit::adder::check_geometry(g);
+  checked_product({n, cout, g.oh(), g.ow()}, "the output");
   return g;
 }
 

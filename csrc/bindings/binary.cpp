@@ -1,6 +1,7 @@
 // onebit._kernels: binary GEMM and binary conv2d with their output transforms. The Python
 // wrappers (onebit/kernels/binary.py) validate everything and allocate the outputs; these
-// functions re-check the sizes they rely on and release the GIL while the kernels run.
+// functions re-check the sizes they rely on (overflow-checked products, limits in
+// bindings/checked.h) and release the GIL while the kernels run.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/vector.h>
@@ -14,6 +15,7 @@
 #include "bconv2d/bconv2d.h"
 #include "bconv2d/prepared.h"
 #include "bgemm/bgemm.h"
+#include "bindings/checked.h"
 #include "dispatch.h"
 
 namespace nb = nanobind;
@@ -25,6 +27,11 @@ using FloatIn = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
 using BoolIn = nb::ndarray<const uint8_t, nb::c_contig, nb::device::cpu>;
 using AnyOut = nb::ndarray<nb::c_contig, nb::device::cpu>;
 using WordsOut = nb::ndarray<uint32_t, nb::c_contig, nb::device::cpu>;
+
+using onebit::bindings::checked_dim;
+using onebit::bindings::checked_product;
+using onebit::bindings::checked_sum;
+using onebit::bindings::kMaxElements;
 
 void need(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(what);
@@ -38,6 +45,9 @@ onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, in
                                        WordsOut& sign_out, AnyOut& out) {
   onebit::OutputTransform t;
   t.channels = channels;
+  const int64_t values = checked_product({rows, channels}, "the output [rows, channels]");
+  const int64_t bit_words =
+      checked_product({rows, onebit::words_for(channels)}, "the output [rows, words(channels)]");
   auto vec = [&](const FloatIn& a, int64_t n, const char* msg) -> const float* {
     if (!a.is_valid()) return nullptr;
     need(static_cast<int64_t>(a.size()) == n, msg);
@@ -54,25 +64,25 @@ onebit::OutputTransform make_transform(const std::string& kind, int64_t rows, in
   t.out = out.data();
   if (residual.is_valid() || sign_out.is_valid())
     need(kind == "float", "residual and sign bits apply only to the float output");
-  t.residual = vec(residual, rows * channels, "residual size mismatch");
+  t.residual = vec(residual, values, "residual size mismatch");
   if (sign_out.is_valid()) {
-    need(static_cast<int64_t>(sign_out.size()) == rows * onebit::words_for(channels),
+    need(static_cast<int64_t>(sign_out.size()) == bit_words,
          "sign bits must be uint32 [rows, words(channels)]");
     t.sign_out = sign_out.data();
   }
   if (kind == "int32") {
     t.kind = onebit::OutputKind::Int32;
-    need(out.dtype() == nb::dtype<int32_t>() && static_cast<int64_t>(out.size()) == rows * channels,
+    need(out.dtype() == nb::dtype<int32_t>() && static_cast<int64_t>(out.size()) == values,
          "int32 output must be int32 [rows, channels]");
   } else if (kind == "float") {
     t.kind = onebit::OutputKind::Float;
-    need(out.dtype() == nb::dtype<float>() && static_cast<int64_t>(out.size()) == rows * channels,
+    need(out.dtype() == nb::dtype<float>() && static_cast<int64_t>(out.size()) == values,
          "float output must be float32 [rows, channels]");
   } else if (kind == "bits") {
     t.kind = onebit::OutputKind::Bits;
     need(t.thresholds != nullptr, "bits output needs thresholds");
     need(out.dtype() == nb::dtype<uint32_t>() &&
-             static_cast<int64_t>(out.size()) == rows * onebit::words_for(channels),
+             static_cast<int64_t>(out.size()) == bit_words,
          "bits output must be uint32 [rows, words(channels)]");
   } else {
     throw std::invalid_argument("output must be 'int32', 'float' or 'bits'");
@@ -84,13 +94,18 @@ template <class Rows>
 void bgemm_any(WordsIn a, const Rows& b, int64_t m, int64_t n, int64_t k, const std::string& kind,
                FloatIn row_scale, FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip,
                FloatIn residual, WordsOut sign_out, AnyOut out, int num_threads) {
-  need(m >= 1 && n >= 1 && k >= 1, "bgemm: m, n and k must be >= 1");
+  checked_dim(m, "bgemm: m", 1, kMaxElements);
+  checked_dim(n, "bgemm: n", 1, kMaxElements);
+  checked_dim(k, "bgemm: k", 1, kMaxElements);
+  need(k < (int64_t{1} << 31), "bgemm: k must be < 2^31 (the int32 accumulator)");
   const int64_t kw = onebit::words_for(k);
-  need(static_cast<int64_t>(a.size()) == m * kw, "bgemm: a size does not match [m, words(k)]");
+  need(static_cast<int64_t>(a.size()) == checked_product({m, kw}, "bgemm: a [m, words(k)]"),
+       "bgemm: a size does not match [m, words(k)]");
   const onebit::OutputTransform t = make_transform(kind, m, n, row_scale, multiplier, bias, thresholds, flip, residual,
                                                      sign_out, out);
   if constexpr (std::is_same_v<Rows, WordsIn>) {
-    need(static_cast<int64_t>(b.size()) == n * kw, "bgemm: b size does not match [n, words(k)]");
+    need(static_cast<int64_t>(b.size()) == checked_product({n, kw}, "bgemm: b [n, words(k)]"),
+         "bgemm: b size does not match [n, words(k)]");
     nb::gil_scoped_release release;
     onebit::bgemm(a.data(), b.data(), m, n, kw, k, t, num_threads);
   } else {
@@ -101,8 +116,10 @@ void bgemm_any(WordsIn a, const Rows& b, int64_t m, int64_t n, int64_t k, const 
 }
 
 void prepare_rows(onebit::PreparedRows* self, WordsIn b, int64_t n, int64_t k) {
-  need(n >= 1 && k >= 1, "PreparedRows: n and k must be >= 1");
-  need(static_cast<int64_t>(b.size()) == n * onebit::words_for(k),
+  checked_dim(n, "PreparedRows: n", 1, kMaxElements);
+  checked_dim(k, "PreparedRows: k", 1, (int64_t{1} << 31) - 1);
+  need(static_cast<int64_t>(b.size()) ==
+           checked_product({n, onebit::words_for(k)}, "PreparedRows: b [n, words(k)]"),
        "PreparedRows: b size does not match [n, words(k)]");
   new (self) onebit::PreparedRows(b.data(), n, k);
 }
@@ -114,6 +131,19 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
                 int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
                 FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, FloatIn residual,
                 WordsOut sign_out, AnyOut out, int num_threads) {
+  // Every geometry value in its range and every size the kernels derive from them bounded, before
+  // BConv2DShape computes anything (its products could otherwise wrap around).
+  for (int64_t v : {batch, in_h, in_w, in_channels, out_channels, kernel_h, kernel_w, stride_h,
+                    stride_w})
+    checked_dim(v, "bconv2d: sizes and strides");
+  for (int64_t v : {pad_top, pad_bottom, pad_left, pad_right}) checked_dim(v, "bconv2d: padding", 0);
+  checked_product({kernel_h, kernel_w, in_channels}, "bconv2d: kernel_h * kernel_w * in_channels");
+  const int64_t padded_h = checked_sum({in_h, pad_top, pad_bottom}, "bconv2d: padded height");
+  const int64_t padded_w = checked_sum({in_w, pad_left, pad_right}, "bconv2d: padded width");
+  checked_product({batch, padded_h, padded_w, onebit::words_for(in_channels)},
+                  "bconv2d: the padded input");
+  checked_product({out_channels, kernel_h, kernel_w, onebit::words_for(in_channels)},
+                  "bconv2d: the filters");
   onebit::BConv2DShape s;
   s.batch = batch;
   s.in_h = in_h;
@@ -131,10 +161,10 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
   need(pad_value >= 0 && pad_value <= 2, "bconv2d: pad_value code must be 0, 1 or 2");
   s.pad_value = static_cast<onebit::PadValue>(pad_value);
   s.validate();
-  need(static_cast<int64_t>(x.size()) == batch * in_h * in_w * s.in_words(),
+  need(static_cast<int64_t>(x.size()) == checked_product({batch, in_h, in_w, s.in_words()}, "bconv2d: x"),
        "bconv2d: x size does not match [batch, in_h, in_w, words(in_channels)]");
   const onebit::OutputTransform t =
-      make_transform(kind, s.out_pixels(), out_channels, k_map, multiplier, bias, thresholds, flip,
+      make_transform(kind, checked_product({batch, s.out_h(), s.out_w()}, "bconv2d: the output"), out_channels, k_map, multiplier, bias, thresholds, flip,
                      residual, sign_out, out);
   if constexpr (std::is_same_v<Filters, WordsIn>) {
     need(static_cast<int64_t>(w.size()) == out_channels * s.filter_words(),
@@ -149,9 +179,12 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
 
 void prepare_filters(onebit::PreparedFilters* self, WordsIn w, int64_t out_channels, int64_t kernel_h,
                      int64_t kernel_w, int64_t in_channels) {
-  need(out_channels >= 1 && kernel_h >= 1 && kernel_w >= 1 && in_channels >= 1,
-       "PreparedFilters: every dimension must be >= 1");
-  need(static_cast<int64_t>(w.size()) == out_channels * kernel_h * kernel_w * onebit::words_for(in_channels),
+  for (int64_t v : {out_channels, kernel_h, kernel_w, in_channels})
+    checked_dim(v, "PreparedFilters: out_channels, kernel_h, kernel_w and in_channels");
+  checked_product({kernel_h, kernel_w, in_channels}, "PreparedFilters: kernel_h * kernel_w * in_channels");
+  need(static_cast<int64_t>(w.size()) ==
+           checked_product({out_channels, kernel_h, kernel_w, onebit::words_for(in_channels)},
+                           "PreparedFilters: w"),
        "PreparedFilters: w size does not match [out_channels, kernel_h, kernel_w, words(in_channels)]");
   new (self) onebit::PreparedFilters(w.data(), out_channels, kernel_h, kernel_w, in_channels);
 }

@@ -1,6 +1,7 @@
 // Python bindings of the float ops (csrc/floatops): direct conv2d for few input channels, max and
 // average pooling, NHWC float32. onebit.kernels.floatops validates arguments with friendlier
-// messages and allocates the outputs; the checks here guard the C++ side (ValueError).
+// messages and allocates the outputs; the checks here guard the C++ side (ValueError), with
+// overflow-checked sizes (bindings/checked.h states the limits).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "floatops/floatops.h"
+#include "bindings/checked.h"
 #include "bindings/shape_check.h"
 
 namespace nb = nanobind;
@@ -23,7 +25,29 @@ using In = nb::ndarray<const float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 template <int D>
 using Out = nb::ndarray<float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 
+using onebit::bindings::checked_dim;
+using onebit::bindings::checked_product;
+using onebit::bindings::checked_sum;
 using onebit::bindings::expect_shape;
+
+// Strides, padding and dilation in range, and the padded input and the output of bounded size.
+void check_window(const In<4>& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                  int64_t pw, int64_t dh, int64_t dw) {
+  checked_dim(kh, "kernel_h");
+  checked_dim(kw, "kernel_w");
+  checked_dim(sh, "stride_h");
+  checked_dim(sw, "stride_w");
+  checked_dim(ph, "pad_h", 0);
+  checked_dim(pw, "pad_w", 0);
+  checked_dim(dh, "dilation_h");
+  checked_dim(dw, "dilation_w");
+  checked_product({dh, kh}, "the dilated kernel height");
+  checked_product({dw, kw}, "the dilated kernel width");
+  const int64_t hp = checked_sum({static_cast<int64_t>(x.shape(1)), ph, ph}, "the padded height");
+  const int64_t wp = checked_sum({static_cast<int64_t>(x.shape(2)), pw, pw}, "the padded width");
+  checked_product({static_cast<int64_t>(x.shape(0)), hp, wp, static_cast<int64_t>(x.shape(3))},
+                  "the padded input");
+}
 
 void prepare_conv(fo::PreparedConv* self, In<4> w) {
   new (self) fo::PreparedConv(w.data(), w.shape(0), w.shape(1), w.shape(2), w.shape(3));
@@ -31,6 +55,7 @@ void prepare_conv(fo::PreparedConv* self, In<4> w) {
 
 fo::PoolGeometry pool_geometry(const In<4>& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                                int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool ceil_mode) {
+  check_window(x, kh, kw, sh, sw, ph, pw, dh, dw);
   fo::PoolGeometry g;
   g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
   g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
@@ -54,6 +79,9 @@ void register_floatops(nb::module_& m) {
       [](In<4> x, const fo::PreparedConv& w, std::optional<In<1>> bias, float pad_value,
          Out<4> y, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
          int num_threads) {
+        check_window(x, w.kh(), w.kw(), sh, sw, ph, pw, dh, dw);
+        checked_product({static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)),
+                         static_cast<int64_t>(x.shape(2)), w.cout()}, "the output");
         fo::ConvGeometry g;
         g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
         g.cout = w.cout(), g.kh = w.kh(), g.kw = w.kw();

@@ -9,7 +9,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The installed distribution's version (one source: the package metadata, set in
+    pyproject.toml); ``0+unknown`` when onebit runs from a source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onebit")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 # name -> module that defines it (imported on first access)
 _LAZY = {

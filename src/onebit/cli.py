@@ -9,10 +9,15 @@ Commands::
     onebit export CHECKPOINT OUT.onebit
     onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy]
     onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2]
+    onebit inspect MODEL.onebit
+    onebit --version
 
-Any config field can be overridden as ``key.sub=value`` (the value is parsed as YAML). A user error
-(unknown model/method/dataset/config key, bad value, missing config or data) prints one line on
-stderr that names the fix and exits with status 2; no traceback (``ONEBIT_DEBUG=1`` shows it).
+Any config field can be overridden as ``key.sub=value`` (the value is parsed as YAML). Every error
+prints one line on stderr (``onebit: error: ...``, naming the fix where the user can act; only the
+missing-data message keeps its own line breaks, one place per line) and exits with status 2; no
+traceback unless ``--debug`` (or ``ONEBIT_DEBUG=1``) is given. ``predict``, ``bench``,
+``inspect``, ``list`` and every error path import neither torch nor yaml: they work in the
+runtime-only install (``pip install onebit``, NumPy only).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from onebit.errors import UserError
+from onebit.errors import OnebitError, UserError
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -41,7 +46,12 @@ def _recipes_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from onebit import __version__
+
     p = _Parser(prog=PROG, description="Train 1-bit and multiplication-free networks; inspect them.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (also ONEBIT_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a recipe (YAML config), with key.sub=value overrides")
@@ -60,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="parent directory of the run (= output.dir)")
     t.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit without training")
+    t.add_argument("--ignore-checksum", action="store_true",
+                   help="resume even if the checkpoint does not match its .sha256 file")
 
     e = sub.add_parser("eval", help="score a trained model on the test split")
     e.add_argument("checkpoint", help="a run directory, its model.safetensors or a .ckpt")
@@ -68,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, help="evaluation batch size")
     e.add_argument("--limit", type=int, help="score only the first N test images")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--ignore-checksum", action="store_true",
+                   help="score even if the checkpoint does not match its .sha256 file")
 
     s = sub.add_parser("summary", help="per-layer bits, params, memory and MACs of a model")
     s.add_argument("model", help="a model name (see `onebit list models`)")
@@ -118,6 +132,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume RUN_DIR takes no --config (the run's own config.yaml is used); "
                               "use --config X --resume to resume X's run")
     cfg = apply_overrides(cfg, overrides) if overrides else validate(cfg)
+    _check_run_name(cfg["name"])
+    from onebit.train.build import check_buildable
+    from onebit.train.config import resolve_stages
+
+    for stage in resolve_stages(cfg):
+        check_buildable(stage)
     if args.print_config:
         from onebit.train.config import dump_yaml
 
@@ -125,7 +145,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from onebit.train.runner import train
 
-    results = train(cfg, resume=bool(resume), overwrite=args.overwrite)
+    from onebit.train.artifacts import unverified_checkpoints
+
+    with unverified_checkpoints(args.ignore_checksum):
+        results = train(cfg, resume=bool(resume), overwrite=args.overwrite)
     if results is not None:
         from onebit.train.runner import run_dir_of
 
@@ -136,11 +159,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_name(name: Any) -> None:
+    """A run name is one directory name: no separator, no ``..``, nothing hidden."""
+    from onebit.train.config import ConfigError
+
+    text = str(name)
+    if not text or "/" in text or "\\" in text or text.startswith(".") or "\0" in text:
+        raise ConfigError(f"run name {text!r} must be a plain directory name (no '/', no leading "
+                          "'.'); set name=<run> and output.dir=<parent directory>")
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if Path(args.checkpoint).suffix == ".onebit":
+        raise UserError(f"{args.checkpoint} is an exported .onebit model, not a training checkpoint; "
+                        f"score it with `{PROG} predict {args.checkpoint} --images X --labels Y`")
+    from onebit.train.artifacts import unverified_checkpoints
     from onebit.train.runner import evaluate_checkpoint
 
-    res = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, accelerator=args.accelerator,
-                              batch_size=args.batch_size, test_subset=args.limit)
+    with unverified_checkpoints(args.ignore_checksum):
+        res = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
+                                  accelerator=args.accelerator, batch_size=args.batch_size,
+                                  test_subset=args.limit)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -198,27 +237,50 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# (module, class names): the user errors of modules that a command may have imported. Only modules
+# already imported are looked at, so reporting an error never imports torch or yaml.
+_USER_ERRORS = (
+    ("onebit.train.config", ("ConfigError",)),
+    ("onebit.data.sources", ("DatasetNotFoundError", "ChecksumError", "DownloadError")),
+    ("onebit.data.idx", ("IDXFormatError",)),
+    ("onebit.runtime.errors", ("FormatError",)),
+    ("onebit.deploy.trace", ("ConversionError",)),
+)
+#: what a runtime-only install (NumPy only) lacks: a command needing one says how to get it
+_TRAINING_EXTRAS = ("torch", "yaml", "lightning", "safetensors", "matplotlib", "torchvision")
+
+
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from onebit.train.config import ConfigError
-
-    types: list[type[BaseException]] = [UserError, ConfigError]
-    try:
-        from onebit.data import ChecksumError, DatasetNotFoundError, DownloadError, IDXFormatError
-
-        types += [DatasetNotFoundError, ChecksumError, DownloadError, IDXFormatError]
-    except ImportError:  # pragma: no cover - data package always present
-        pass
+    types: list[type[BaseException]] = [OnebitError, OSError, ModuleNotFoundError]
+    for module_name, names in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        types += [getattr(module, n) for n in names if hasattr(module, n)]
     return tuple(types)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _message(exc: BaseException) -> str:
+    """The error as one line; only a missing dataset keeps its line breaks (one place a line)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name in _TRAINING_EXTRAS:
+        return (f"this command needs {exc.name}, which the runtime-only install lacks; install the "
+                "training extras (pip install 'onebit[train]'); predict, bench and inspect work "
+                "without them")
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"  # e.g. a directory to write into that is missing
+    text = str(exc).strip()
+    keep_lines = type(exc).__name__ == "DatasetNotFoundError"
+    if not keep_lines:
+        text = " ".join(text.split())
+    return text or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``onebit`` console script; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    debug = os.environ.get("ONEBIT_DEBUG", "") not in ("", "0")
+    """Entry point of the ``onebit`` console script; returns the exit status.
+
+    Every error ends here: one line on stderr and status 2 (an unexpected one names its type and
+    points to ``--debug``, which re-raises it with its traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("ONEBIT_DEBUG", "") not in ("", "0") or "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted before or after the command
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
@@ -242,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug or not isinstance(exc, _user_error_types()):
+        if debug:
             raise
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, _user_error_types()):
+            print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        else:
+            print(f"{PROG}: error: {type(exc).__name__}: {_message(exc)} (an unexpected error; "
+                  f"rerun with --debug for the traceback and report it)", file=sys.stderr)
         return 2

@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 import onebit.runtime as rt
-from onebit.deploy.torch_graph import GraphTorchModule
 
 __all__ = ["alternating_times", "bench", "median_times", "thread_env"]
 
@@ -63,12 +61,32 @@ def median_times(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 2
     return [statistics.median(t) for t in alternating_times(fns, repeats, warmup)]
 
 
+def _have_torch() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # an import hook that refuses torch
+        return False
+
+
 def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) -> list[dict]:
-    torch.set_num_threads(threads)
     model = rt.load(path, num_threads=threads)
-    reference = GraphTorchModule(model.graph, exact=False).eval()
     rng = np.random.default_rng(0)
     rows = []
+    if not _have_torch():  # the runtime-only install: time the runtime alone
+        for batch in batch_sizes:
+            x = rng.standard_normal((batch, *model.input_shape)).astype(np.float32)
+            (t_rt,) = median_times([lambda: model(x)], repeats)
+            rows.append({"batch": batch, "threads": threads, "runtime_ms": 1e3 * t_rt,
+                         "torch_float_ms": None, "speedup": None})
+        return rows
+    import torch  # optional here: the runtime-only install times the runtime alone
+
+    from onebit.deploy.torch_graph import GraphTorchModule
+
+    torch.set_num_threads(threads)
+    reference = GraphTorchModule(model.graph, exact=False).eval()
     for batch in batch_sizes:
         x = rng.standard_normal((batch, *model.input_shape)).astype(np.float32)
         xt = torch.from_numpy(x)
@@ -85,7 +103,8 @@ def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) ->
 
 def bench(path: str | os.PathLike[str], batch_sizes: Sequence[int] = (1, 8),
           threads: Sequence[int] = (1, 2), repeats: int = 20) -> dict[str, Any]:
-    """Time ``path`` for every batch size and thread count; returns rows and file sizes."""
+    """Time ``path`` for every batch size and thread count; returns rows and file sizes. Without
+    PyTorch the rows have no float32 timings and ``float32_weight_bytes`` is None."""
     graph = rt.load_graph(path)
     rows: list[dict] = []
     for t in threads:
@@ -97,8 +116,14 @@ def bench(path: str | os.PathLike[str], batch_sizes: Sequence[int] = (1, 8),
         rows += json.loads(done.stdout.strip().splitlines()[-1])
     return {"model": os.fspath(path), "method": graph.method,
             "input_shape": list(graph.input_shape), "file_bytes": Path(path).stat().st_size,
-            "float32_weight_bytes": GraphTorchModule(graph).float32_weight_bytes(),
+            "float32_weight_bytes": _float32_weight_bytes(graph) if _have_torch() else None,
             "rows": rows}
+
+
+def _float32_weight_bytes(graph: Any) -> int:
+    from onebit.deploy.torch_graph import GraphTorchModule
+
+    return int(GraphTorchModule(graph).float32_weight_bytes())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,14 +4,17 @@
     onebit predict MODEL.onebit --images X.idx|X.npy [--labels Y.idx|Y.npy] [--threads N] [--json]
                    [--compare RUN_DIR]
     onebit bench MODEL.onebit [--batch-sizes 1 8] [--threads 1 2] [--repeats 20] [--json]
+    onebit inspect MODEL.onebit [--json]
 
 ``export`` rebuilds a trained model from a run directory, its ``model.safetensors`` or a ``.ckpt``
 and converts it with the dataset's class names and normalisation. ``predict`` runs the torch-free
 runtime (uint8 images are scaled and normalised as the file says; float arrays are taken as the
 model's input) and reports accuracy when labels are given; ``--compare RUN_DIR`` also runs the
 PyTorch model of that run (eval mode) on the same inputs and reports how many predictions are
-identical and the largest logit difference. ``bench`` times the runtime beside the
-same graph in PyTorch float32 and prints the file size beside the float32 weights.
+identical and the largest logit difference. ``bench`` times the runtime beside the same graph in
+PyTorch float32 (when PyTorch is installed) and prints the file size beside the float32 weights.
+``inspect`` prints the graph: every op with its output shape and tensor bytes, the method, input,
+class names and sizes. ``predict``, ``bench`` and ``inspect`` need neither torch nor yaml.
 
 :func:`add_subcommands` registers them on the main parser of :mod:`onebit.cli`.
 """
@@ -35,12 +38,20 @@ def _user_error(message: str) -> Exception:
 
 
 def _export(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out).resolve().parent
+    if not out_dir.is_dir():
+        raise _user_error(f"cannot write {args.out}: the directory {out_dir} does not exist "
+                          "(create it first)")
+    if Path(args.checkpoint).suffix == ".onebit":
+        raise _user_error(f"{args.checkpoint} is already an exported .onebit model; export takes "
+                          "a run directory, its model.safetensors or a .ckpt")
     from onebit.data import DATASETS
     from onebit.deploy import ConversionError, convert, save
-    from onebit.train.artifacts import load_weights_file
+    from onebit.train.artifacts import load_weights_file, unverified_checkpoints
     from onebit.train.build import build_model, dataset_meta, load_weights_
 
-    state, config = load_weights_file(args.checkpoint)
+    with unverified_checkpoints(args.ignore_checksum):
+        state, config = load_weights_file(args.checkpoint)
     model, _ = build_model(config)
     missing = load_weights_(model, state, str(args.checkpoint))
     if missing:
@@ -81,6 +92,12 @@ def _export_onnx(graph: Any, args: argparse.Namespace) -> int:
     print(f"{args.out}: {args.format}, {len(proto.graph.node)} nodes; method {graph.method}, "
           f"input batch x {'x'.join(map(str, graph.input_shape))}")
     return 0
+
+
+def _naming(path: str, exc: BaseException) -> str:
+    """The error's message, starting with the file's name unless it names it already."""
+    text = str(exc)
+    return text if str(path) in text else f"{path}: {text}"
 
 
 def _read_array(path: str, what: str) -> np.ndarray:
@@ -125,14 +142,84 @@ def _compare(run: str, x: np.ndarray, logits: np.ndarray, batch_size: int) -> di
             "images": int(len(x)), "max_logit_difference": diff}
 
 
+def _read_labels(path: str, num_images: int, limit: int | None, num_classes: int) -> np.ndarray:
+    """The labels file checked: an IDX file of labels (magic 0x00000801, unsigned bytes, 1-D) or a
+    1-D integer .npy, one label per image, each in ``[0, num_classes)``."""
+    p = Path(path)
+    if p.is_file() and p.suffix != ".npy":
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if head != b"\x00\x00\x08\x01":
+            kind = "an IDX image file" if head[:3] == b"\x00\x00\x08" else "not an IDX label file"
+            raise _user_error(f"--labels {path} is {kind} (magic {head.hex() or 'missing'}, "
+                              "expected 00000801: 1-D unsigned bytes); give the labels file, e.g. "
+                              "t10k-labels-idx1-ubyte")
+    labels = _read_array(path, "--labels")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise _user_error(f"--labels {path} holds {labels.dtype} of shape {labels.shape}; labels "
+                          "are a 1-D array of integer class indices")
+    if len(labels) != num_images:
+        raise _user_error(f"--labels has {len(labels)} labels for {num_images} images ({path}); "
+                          "give the labels of the same split as --images")
+    labels = labels[:limit] if limit is not None else labels
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise _user_error(f"--labels {path} holds labels in [{labels.min()}, {labels.max()}] but "
+                          f"the model has {num_classes} classes (0 to {num_classes - 1})")
+    return labels.astype(np.int64)
+
+
+def _num_classes(model: Any) -> int:
+    graph = model.graph
+    return int(graph.validate()[graph.output].shape[0])
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import onebit.runtime as rt
+
+    try:
+        graph = rt.load_graph(args.model)
+    except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
+        raise _user_error(_naming(args.model, exc)) from None
+    infos = graph.validate()
+    ops: dict[str, int] = {}
+    for node in graph.nodes:
+        ops[node.op] = ops.get(node.op, 0) + 1
+    file_bytes = Path(args.model).stat().st_size
+    if args.json:
+        print(json.dumps({
+            "model": args.model, "method": graph.method, "input_shape": list(graph.input_shape),
+            "output_shape": list(infos[graph.output].shape), "class_names": graph.class_names,
+            "normalization": graph.normalization, "file_bytes": file_bytes,
+            "tensor_bytes": graph.tensor_bytes(), "ops": ops,
+            "nodes": [{"op": n.op, "name": n.name, "inputs": list(n.inputs), "output": n.output,
+                       "kind": infos[n.output].kind, "shape": list(infos[n.output].shape),
+                       "attrs": n.attrs,
+                       "tensor_bytes": int(sum(graph.tensors[t].nbytes
+                                               for t in n.tensors.values()))}
+                      for n in graph.nodes]}, indent=2))
+        return 0
+    names = graph.class_names
+    print(f"{args.model}: method {graph.method or '-'}, input {tuple(graph.input_shape)}, output "
+          f"{infos[graph.output].shape}, {len(graph.nodes)} ops "
+          f"({', '.join(f'{k} x{v}' for k, v in sorted(ops.items()))})")
+    print(f"file {file_bytes} bytes, tensors {graph.tensor_bytes()} bytes; class names: "
+          f"{', '.join(names) if names else '-'}")
+    print(graph.summary())
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     import onebit.runtime as rt
 
     try:
         model = rt.load(args.model, num_threads=args.threads)
-    except (rt.FormatError, FileNotFoundError) as exc:
-        raise _user_error(str(exc)) from None
+    except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
+        raise _user_error(_naming(args.model, exc)) from None
     images = _read_array(args.images, "--images")
+    if images.ndim < 2:
+        raise _user_error(f"--images {args.images} holds shape {images.shape}; give a batch of "
+                          "images (N, ...)")
+    total = len(images)
     if args.limit is not None:
         images = images[:args.limit]
     try:
@@ -156,9 +243,7 @@ def _predict(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"model": args.model, "images": int(len(x)),
                               "predictions": preds.tolist()}
     if args.labels:
-        labels = _read_array(args.labels, "--labels").reshape(-1)[:len(preds)]
-        if labels.shape != preds.shape:
-            raise _user_error(f"--labels has {labels.size} entries for {len(preds)} images")
+        labels = _read_labels(args.labels, total, args.limit, _num_classes(model))
         result["accuracy"] = float((labels == preds).mean()) if len(preds) else 0.0
     if args.compare:
         result["compare"] = _compare(args.compare, x, logits, args.batch_size)
@@ -183,12 +268,19 @@ def _bench(args: argparse.Namespace) -> int:
 
     try:
         res = bench(args.model, args.batch_sizes, args.threads, args.repeats)
-    except (rt.FormatError, FileNotFoundError) as exc:
-        raise _user_error(str(exc)) from None
+    except (rt.FormatError, FileNotFoundError, IsADirectoryError) as exc:
+        raise _user_error(_naming(args.model, exc)) from None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
     print(f"{args.model}: {res['method'] or 'model'}, input {res['input_shape']}")
+    if res["float32_weight_bytes"] is None:  # no torch: the runtime alone
+        print(f"{'batch':>5} {'threads':>7} {'onebit ms':>10}   (PyTorch not installed: no float32 "
+              "comparison)")
+        for r in res["rows"]:
+            print(f"{r['batch']:>5} {r['threads']:>7} {r['runtime_ms']:>10.2f}")
+        print(f"file {res['file_bytes']} bytes")
+        return 0
     print(f"{'batch':>5} {'threads':>7} {'onebit ms':>10} {'torch fp32 ms':>14} {'speed-up':>9}")
     for r in res["rows"]:
         print(f"{r['batch']:>5} {r['threads']:>7} {r['runtime_ms']:>10.2f} "
@@ -217,6 +309,8 @@ def add_subcommands(subparsers: Any) -> None:
     e.add_argument("--format", choices=("onebit", "onnx", "qonnx"), default="onebit",
                    help="onebit: the runtime's file (default); onnx: the float simulation in "
                         "standard ONNX; qonnx: QONNX with BipolarQuant/Quant nodes (FINN)")
+    e.add_argument("--ignore-checksum", action="store_true",
+                   help="export even if the checkpoint does not match its .sha256 file")
     e.set_defaults(handler=_export)
 
     p = subparsers.add_parser("predict", help="classify images with a .onebit model (no torch)")
@@ -240,3 +334,8 @@ def add_subcommands(subparsers: Any) -> None:
     b.add_argument("--repeats", type=_positive, default=20)
     b.add_argument("--json", action="store_true", help="print the results as JSON")
     b.set_defaults(handler=_bench)
+
+    i = subparsers.add_parser("inspect", help="print the graph of a .onebit model (no torch)")
+    i.add_argument("model", help="a .onebit file")
+    i.add_argument("--json", action="store_true", help="print the graph as JSON")
+    i.set_defaults(handler=_inspect)

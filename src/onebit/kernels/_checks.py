@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
+import os
 from typing import Any
 
 import numpy as np
 
 from onebit.kernels._dispatch import default_num_threads
+
+MAX_INT32 = 2**31 - 1
+
+
+def check_geometry(values: dict[str, int]) -> None:
+    """ValueError naming the first of ``values`` (sizes, strides, padding) above 2^31 - 1, the
+    limit the compiled kernels take."""
+    for name, v in values.items():
+        if v > MAX_INT32:
+            raise ValueError(f"{name} must be <= 2^31 - 1, got {v}")
 
 
 def words_for(n: int) -> int:
@@ -60,6 +72,47 @@ def optional_vector(v: Any, name: str, length: int, dtype: type = np.float32) ->
     return arr
 
 
+def flip_vector(v: Any, length: int) -> np.ndarray | None:
+    """``None``, or ``[length]`` booleans (bool, or integers 0 and 1 only) as a contiguous bool array."""
+    if v is None:
+        return None
+    arr = np.asarray(v)
+    if arr.dtype != np.bool_:
+        if arr.dtype.kind not in "iu" or arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError("flip must hold booleans (True / False, or 0 / 1), got "
+                             f"{arr.ravel()[:4].tolist()}; build it with "
+                             "onebit.kernels.sign_thresholds")
+    return optional_vector(arr.astype(np.bool_), "flip", length, dtype=np.bool_)
+
+
+def no_nan(arr: np.ndarray | None, name: str) -> np.ndarray | None:
+    """``arr`` unchanged, or ValueError if it holds a NaN (+/-inf stay allowed)."""
+    if arr is not None and np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN; every value must be a number (+/-inf allowed)")
+    return arr
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # not POSIX: no limit known
+        return 1 << 62
+
+
+def check_memory(shape: tuple[int, ...], itemsize: int, what: str, hint: str) -> None:
+    """ValueError, before anything is allocated, if an array of ``shape`` would need more bytes
+    than this machine's physical memory (e.g. a huge padding); the message names ``hint``."""
+    nbytes = math.prod(int(d) for d in shape) * itemsize
+    total = _physical_memory()
+    if nbytes > total:
+        raise ValueError(f"{what} {tuple(int(d) for d in shape)} would need {_gib(nbytes)}, more "
+                         f"than this machine's {_gib(total)} of memory; {hint}")
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**40:.1f} TiB" if nbytes >= 2**40 else f"{nbytes / 2**30:.1f} GiB"
+
+
 def check_tail_bits(last_words: np.ndarray, n: int, name: str) -> None:
     """Raises if any bit past position ``n`` is set in the last packed word of a row."""
     if n % 32 == 0:
@@ -72,10 +125,13 @@ def check_tail_bits(last_words: np.ndarray, n: int, name: str) -> None:
 
 
 def resolve_threads(num_threads: Any) -> int:
-    """``None`` -> the default thread count; otherwise an int >= 1."""
+    """``None`` -> the default thread count; otherwise an int in [1, 2^31 - 1]."""
     if num_threads is None:
         return default_num_threads()
-    return require_int(num_threads, "num_threads", 1)
+    n = require_int(num_threads, "num_threads", 1)
+    if n > MAX_INT32:
+        raise ValueError(f"num_threads must be <= {MAX_INT32}, got {n}")
+    return n
 
 
 def pair(value: Any, name: str, minimum: int) -> tuple[int, int]:

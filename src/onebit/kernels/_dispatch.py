@@ -63,7 +63,10 @@ def default_num_threads() -> int:
 
 
 def set_default_num_threads(n: int) -> None:
-    """Set the default thread count for onebit's kernels (``n <= 0``: all cores)."""
-    if not isinstance(n, int):
+    """Set the default thread count for onebit's kernels (``n <= 0``: all cores; at most 256
+    threads run, larger counts are capped)."""
+    if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"num_threads must be an int, got {type(n).__name__}")
+    if not -(2**31) <= n < 2**31:
+        raise ValueError(f"num_threads must fit in 32 bits (<= 0: all cores), got {n}")
     _kernels.set_default_num_threads(n)

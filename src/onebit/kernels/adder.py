@@ -29,12 +29,20 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import pair, require_array, require_int, resolve_threads
+from onebit.kernels._checks import (
+    check_geometry,
+    check_memory,
+    pair,
+    require_array,
+    require_int,
+    resolve_threads,
+)
 
 __all__ = ["adder_conv2d_f32", "adder_int8", "adder_output_shape"]
 
 
 def _out_hw(h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> tuple[int, int]:
+    check_geometry({"stride": max(sh, sw), "padding": max(ph, pw)})
     if h + 2 * ph < kh or w + 2 * pw < kw:
         raise ValueError(f"the {h}x{w} input padded by ({ph}, {pw}) is too small for the "
                          f"{kh}x{kw} kernel; use a larger input or more padding")
@@ -116,6 +124,10 @@ def adder_int8(x_q: np.ndarray, w_q: np.ndarray, *, stride: Any = 1, padding: An
         raise ValueError("multiplier must be a number or a [C_out] array (the shared scale s)")
     mult = _channel_vector(multiplier, "multiplier", cout)
     b = _channel_vector(0.0 if bias is None else bias, "bias", cout)
+    # the kernel lays the padded input out as bytes before it runs
+    check_memory((x.shape[0], x.shape[1] + 2 * ph, x.shape[2] + 2 * pw, x.shape[3]), 1,
+                 "the padded input", "use less padding")
+    check_memory((x.shape[0], oh, ow, cout), 4, "the output", "use less padding or a larger stride")
     out = np.empty((x.shape[0], oh, ow, cout), dtype=np.float32)
     _kernels.adder_int8_conv2d(x, w, pad, mult, b, out, sh, sw, ph, pw, _threads(num_threads))
     return out
@@ -136,6 +148,8 @@ def adder_conv2d_f32(x: np.ndarray, weight: np.ndarray, *, stride: Any = 1, padd
     sh, sw = pair(stride, "stride", 1)
     ph, pw = pair(padding, "padding", 0)
     oh, ow = _out_hw(xa.shape[2], xa.shape[3], wa.shape[2], wa.shape[3], sh, sw, ph, pw)
+    check_memory((xa.shape[0], wa.shape[0], oh, ow), 4, "the output",
+                 "use less padding or a larger stride")
     out = np.empty((xa.shape[0], wa.shape[0], oh, ow), dtype=np.float32)
     _kernels.adder_conv2d_forward(xa, wa, out, sh, sw, ph, pw, _threads(num_threads))
     return out

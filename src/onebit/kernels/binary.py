@@ -35,7 +35,11 @@ import numpy as np
 
 from onebit import _kernels
 from onebit.kernels._checks import (
+    check_geometry,
+    check_memory,
     check_tail_bits,
+    flip_vector,
+    no_nan,
     optional_vector,
     pair,
     require_array,
@@ -146,17 +150,19 @@ def _transform_args(output: str, channels: int, rows_shape: tuple[int, ...], k_m
             raise ValueError(f"k_map must have shape {rows_shape} (one value per output position), "
                              f"got {km.shape}")
         km = np.ascontiguousarray(km).reshape(-1)
-    fl = optional_vector(flip, "flip", channels, dtype=np.bool_)
+    fl = flip_vector(flip, channels)
     return {
         "k_map": km,
         "multiplier": optional_vector(multiplier, "multiplier", channels),
         "bias": optional_vector(bias, "bias", channels),
-        "thresholds": optional_vector(thresholds, "thresholds", channels),
+        "thresholds": no_nan(optional_vector(thresholds, "thresholds", channels), "thresholds"),
         "flip": None if fl is None else fl.view(np.uint8),
     }
 
 
-def _alloc(output: str, shape: tuple[int, ...], channels: int) -> np.ndarray:
+def _alloc(output: str, shape: tuple[int, ...], channels: int, hint: str) -> np.ndarray:
+    last = words_for(channels) if output == "bits" else channels
+    check_memory(shape + (last,), 4, "the output", hint)
     if output == "int32":
         return np.empty(shape + (channels,), dtype=np.int32)
     if output == "float":
@@ -297,6 +303,7 @@ def bgemm(a_packed: np.ndarray, b_packed: np.ndarray | PreparedGemmWeight, k: in
     """
     a = require_array(a_packed, "a_packed", np.uint32, ndim=2)
     k = require_int(k, "k", 1)
+    check_geometry({"k": k})
     kw = words_for(k)
     prepared = b_packed if isinstance(b_packed, PreparedGemmWeight) else None
     if prepared is not None:
@@ -314,7 +321,7 @@ def bgemm(a_packed: np.ndarray, b_packed: np.ndarray | PreparedGemmWeight, k: in
         check_tail_bits(b[:, -1], k, "b_packed")
     m, n = a.shape[0], b_shape[0]
     extra = _transform_args(output, n, (m,), row_scale, multiplier, bias, thresholds, flip)
-    out = _alloc(output, (m,), n)
+    out = _alloc(output, (m,), n, "check the operands' shapes")
     run = _kernels.bgemm if prepared is None else _kernels.bgemm_prepared
     run(a, b if prepared is None else prepared._impl, m, n, k, output, extra["k_map"],
         extra["multiplier"], extra["bias"], extra["thresholds"], extra["flip"], None, None, out,
@@ -386,6 +393,7 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
     cout, kh, kw, _ = w_shape
     sh, sw = pair(stride, "stride", 1)
     top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
+    check_geometry({"stride": max(sh, sw), "padding": max(top, bottom, left, right)})
     if h + top + bottom < kh or wd + left + right < kw:
         raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{wd} input "
                          f"(padding {top, bottom, left, right})")
@@ -405,7 +413,7 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
                                  f"{res.shape}")
         if return_sign_bits:
             sign = np.empty((n, ho, wo, words_for(cout)), dtype=np.uint32)
-    out = _alloc(output, (n, ho, wo), cout)
+    out = _alloc(output, (n, ho, wo), cout, "use less padding or a larger stride")
     run = _kernels.bconv2d if prepared is None else _kernels.bconv2d_prepared
     run(x, w if prepared is None else prepared._impl, n, h, wd, cin, cout, kh, kw, sh, sw, top, bottom,
         left, right, pad_code, output, extra["k_map"], extra["multiplier"], extra["bias"],

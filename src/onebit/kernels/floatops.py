@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import pair, require_array, require_int, resolve_threads
+from onebit.kernels._checks import (
+    check_geometry,
+    check_memory,
+    pair,
+    require_array,
+    require_int,
+    resolve_threads,
+)
 
 __all__ = [
     "PreparedFloatConvWeight",
@@ -124,6 +131,7 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
     sh, sw = pair(stride, "stride", 1)
     ph, pwd = pair(padding, "padding", 0)
     dh, dw = pair(dilation, "dilation", 1)
+    check_geometry({"stride": max(sh, sw), "padding": max(ph, pwd), "dilation": max(dh, dw)})
     oh = _window_out(xa.shape[1], kh, sh, ph, dh, False)
     ow = _window_out(xa.shape[2], kw, sw, pwd, dw, False)
     if oh < 1 or ow < 1:
@@ -141,6 +149,7 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
         pad = float(pad_value)
     except (TypeError, ValueError):
         raise TypeError(f"pad_value must be a number, got {type(pad_value).__name__}") from None
+    check_memory((xa.shape[0], oh, ow, cout), 4, "the output", "use less padding or a larger stride")
     out = np.empty((xa.shape[0], oh, ow, cout), dtype=np.float32)
     _kernels.float_conv2d(xa, pw_._impl, b, pad, out, sh, sw, ph, pwd, dh, dw,
                           _threads(num_threads))
@@ -154,6 +163,8 @@ def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: An
     sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
     ph, pw = pair(padding, "padding", 0)
     dh, dw = pair(dilation, "dilation", 1)
+    check_geometry({"kernel_size": max(kh, kw), "stride": max(sh, sw), "padding": max(ph, pw),
+                    "dilation": max(dh, dw)})
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
     if 2 * ph > dh * (kh - 1) + 1 or 2 * pw > dw * (kw - 1) + 1:

@@ -15,6 +15,13 @@ flipped bit anywhere in the file is reported as corruption instead of silently c
 Nothing in the file is ever executed: the reader parses JSON with duplicate keys, NaN and Infinity
 rejected, checks every size against the file before slicing, and copies each tensor into its own
 aligned, read-only NumPy array. Every failure raises :class:`~onebit.runtime.FormatError`.
+
+Why its own reader rather than the ``safetensors`` package: the file must be checked as hostile
+input (the digest above, duplicate JSON keys, size limits before any allocation, exact coverage of
+the data by the tensor table) with every failure a :class:`FormatError` naming the field, and the
+runtime-only install must need nothing but NumPy. The layout stays plain safetensors, so the
+``safetensors`` package (a dependency of the ``train`` extra only, for training weights) and other
+tools can still list and read the tensors.
 """
 
 from __future__ import annotations

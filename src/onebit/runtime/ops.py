@@ -173,6 +173,9 @@ def _check_bconv2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
     cin, out_ch, kh, kw, ho, wo = conv_like(c, xs[0], ("float", "bits"), groups_ok=False,
                                             dilation_ok=False)
     c.choice("pad_value", (-1, 0, 1, -1.0, 0.0, 1.0))
+    if kh * kw * cin >= 1 << 24:  # the binary conv kernel's limit (exact float32 accumulators)
+        raise c.fail(f"kernel {kh}x{kw} x {cin} input channels = {kh * kw * cin} taps; the binary "
+                     "conv kernel takes fewer than 2^24")
     c.bits("weight_bits", (out_ch, kh, kw, words(cin)), cin)
     xnor_k = c.flag("xnor_k")
     out = c.output_transform(out_ch)

@@ -4,15 +4,28 @@
 Weights are stored as ``model.safetensors`` (no pickle: safe to load from elsewhere) whose
 metadata holds ``format = "onebit.train.weights"``, ``version`` and the stage's resolved ``config``
 (JSON), enough to rebuild the model with :func:`onebit.train.build.build_model`. Lightning's
-``.ckpt`` files (for resuming) are read with ``torch.load(weights_only=True)``.
+``.ckpt`` files (for resuming) are read with ``torch.load(weights_only=True)``, passed explicitly
+(so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn on pickle's code execution).
+
+Every checkpoint and weights file has a SHA-256 beside it (``last.ckpt.sha256``,
+``model.safetensors.sha256``, in ``sha256sum`` format), written with it: while a new file is
+being renamed over the old one, the digest file lists both digests (:func:`begin_file_digest`),
+then only the new one (:func:`write_file_digest`), so a process killed at any instant leaves a
+file that matches its digest file. :func:`verify_file_digest` checks it before a file is used
+(``--resume``, ``eval``, ``export``); a mismatch or a missing digest is a :class:`ConfigError`
+naming the file, unless inside :func:`unverified_checkpoints` (the CLI's ``--ignore-checksum``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
+import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +45,108 @@ __all__ = [
     "plot_curves",
     "write_json",
     "state_digest",
+    "DIGEST_SUFFIX",
+    "begin_file_digest",
+    "file_sha256",
+    "load_checkpoint",
+    "unverified_checkpoints",
+    "verify_file_digest",
+    "write_file_digest",
 ]
+
+DIGEST_SUFFIX = ".sha256"
+_UNVERIFIED: contextvars.ContextVar[bool] = contextvars.ContextVar("onebit_unverified",
+                                                                  default=False)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest_file(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _write_digests(path: Path, digests: list[str]) -> None:
+    side = _digest_file(path)
+    tmp = side.with_name(f".{side.name}.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(f"{d}  {path.name}\n" for d in dict.fromkeys(digests))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, side)
+
+
+def _read_digests(path: Path) -> list[str]:
+    side = _digest_file(path)
+    try:
+        lines = side.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [line.split()[0].lower() for line in lines if line.split()]
+
+
+def begin_file_digest(path: Path, new_digest: str) -> None:
+    """Before ``os.replace(tmp, path)``: let the digest file accept ``new_digest`` as well as the
+    digests it accepts now (the current ``path``'s), so either file is valid meanwhile."""
+    old = _read_digests(path) if path.is_file() else []
+    _write_digests(path, [new_digest, *old])
+
+
+def write_file_digest(path: Path, digest: str | None = None) -> None:
+    """Write ``path``'s digest file (``digest`` or the file's SHA-256) atomically."""
+    _write_digests(path, [digest or file_sha256(path)])
+
+
+@contextlib.contextmanager
+def unverified_checkpoints(active: bool = True) -> Iterator[None]:
+    """Inside this block, :func:`verify_file_digest` skips the check (a user's explicit override,
+    the CLI's ``--ignore-checksum``)."""
+    token = _UNVERIFIED.set(bool(active) or _UNVERIFIED.get())
+    try:
+        yield
+    finally:
+        _UNVERIFIED.reset(token)
+
+
+def verify_file_digest(path: str | os.PathLike) -> None:
+    """Raise :class:`ConfigError` naming ``path`` unless its SHA-256 is one its digest file lists."""
+    if _UNVERIFIED.get():
+        return
+    p = Path(path)
+    expected = _read_digests(p)
+    if not expected:
+        raise ConfigError(f"{p}: no checksum file {_digest_file(p).name} beside it, so its "
+                          "integrity cannot be checked; use --ignore-checksum to use it anyway")
+    actual = file_sha256(p)
+    if actual not in expected:
+        raise ConfigError(f"{p}: checksum mismatch (SHA-256 {actual[:16]}..., "
+                          f"{_digest_file(p).name} says {expected[0][:16]}...): the file is "
+                          "corrupted or was changed; restore it, or use --ignore-checksum to use "
+                          "it anyway")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning ``.ckpt`` written by onebit's trainer, verified (:func:`verify_file_digest`)
+    and read with ``torch.load(weights_only=True)``; :class:`ConfigError` if unreadable."""
+    p = Path(path)
+    verify_file_digest(p)
+    try:
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for non-checkpoint files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "Weights only load failed" in str(exc):
+            first = ("it holds Python objects besides tensors and plain data; onebit reads "
+                     "checkpoints with weights_only=True and never runs code from a file")
+        raise ConfigError(f"{p}: not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{p}: not a checkpoint written by onebit's trainer (no state_dict)")
+    return ckpt
 
 WEIGHTS_FORMAT = "onebit.train.weights"
 WEIGHTS_VERSION = 1
@@ -54,7 +168,10 @@ def save_weights(model: nn.Module, config: dict[str, Any], path: Path) -> None:
             "config": json.dumps(config, default=str)}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata=meta)
+    digest = file_sha256(tmp)
+    begin_file_digest(path, digest)
     os.replace(tmp, path)
+    write_file_digest(path, digest)
 
 
 def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -77,6 +194,7 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     if not p.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} not found; pass a run directory, its "
                           "model.safetensors or a checkpoints/last.ckpt")
+    verify_file_digest(p)
     if p.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -93,10 +211,7 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             raise ConfigError(f"{p}: written by a newer onebit (weights format version "
                               f"{meta['version']} > {WEIGHTS_VERSION}); upgrade onebit")
         return state, json.loads(meta["config"])
-    try:
-        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for non-checkpoint files
-        raise ConfigError(f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    ckpt = load_checkpoint(p)
     try:
         config = ckpt["hyper_parameters"]["config"]
         raw = ckpt["state_dict"]

@@ -2,7 +2,8 @@
 
 :class:`AtomicCheckpoint` writes ``<dir>/last.ckpt`` through a temporary file renamed over the old
 one (``os.replace`` is atomic on POSIX), so a process killed at any instant leaves either the
-previous or the new checkpoint, never a torn one. It saves after every ``every_n_steps``-th
+previous or the new checkpoint, never a torn one; its SHA-256 goes to ``last.ckpt.sha256``
+(see :mod:`onebit.train.artifacts`), verified when a run resumes. It saves after every ``every_n_steps``-th
 optimizer step (``on_train_batch_end``: Lightning then records the batch as done and the
 resumable loader's position, see :mod:`onebit.train.data`) and at the end of every epoch (after
 validation). Resuming is ``Trainer.fit(..., ckpt_path=<dir>/last.ckpt)``.
@@ -16,6 +17,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
+
+from onebit.train import artifacts
 
 __all__ = ["AtomicCheckpoint", "LAST"]
 
@@ -45,7 +48,10 @@ class AtomicCheckpoint(Checkpoint):
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank calls it, rank 0 writes
         if trainer.is_global_zero:
             _fsync(tmp)
+            digest = artifacts.file_sha256(tmp)
+            artifacts.begin_file_digest(self.last_path, digest)
             os.replace(tmp, self.last_path)
+            artifacts.write_file_digest(self.last_path, digest)
             _fsync_dir(self.dirpath)
         trainer.strategy.barrier("onebit.AtomicCheckpoint")
         self._last_saved_step = trainer.global_step

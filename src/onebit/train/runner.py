@@ -339,12 +339,14 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
         ckpt_cb = AtomicCheckpoint(stage_dir / "checkpoints", cfg["trainer"]["ckpt_every_n_steps"])
         trainer = _trainer(cfg, stage_dir, ckpt_cb, val=cfg["data"]["val_size"] > 0)
         ckpt_path = str(ckpt_cb.last_path) if resume and ckpt_cb.last_path.is_file() else None
+        if ckpt_path:
+            artifacts.load_checkpoint(ckpt_path)  # checksum and readability: a one-line error
         if ckpt_path and trainer.is_global_zero:
             artifacts.set_aside_metrics(stage_dir)
         with warnings.catch_warnings():
             for pattern in _QUIET:
                 warnings.filterwarnings("ignore", pattern)
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         if trainer.is_global_zero:
             for lg in trainer.loggers:
                 lg.finalize("success")
@@ -485,7 +487,10 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
                                 "metrics.csv") for i, st in enumerate(stages)],
                               run_dir / "curves.png", f"{cfg['name']}: all stages")
     last = run_dir / "stages" / f"{len(stages)}-{stages[-1]['name']}"
+    digest = artifacts.file_sha256(last / "model.safetensors")  # the source's: a bad copy fails
+    artifacts.begin_file_digest(run_dir / "model.safetensors", digest)
     shutil.copyfile(last / "model.safetensors", run_dir / "model.safetensors")
+    artifacts.write_file_digest(run_dir / "model.safetensors", digest)
     return final
 
 
