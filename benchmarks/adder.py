@@ -51,6 +51,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe, header  # noqa: E402
+
 import onebit.kernels as K
 from onebit.nn.functional import adder_conv2d_reference
 from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_input
@@ -271,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     shapes = [s for s in SHAPES if args.only is None or args.only in s[0]]
 
+    machine = describe()
+    print(header(machine))
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "isa": K.active_isa(), "torch": torch.__version__},
+        "machine": {**machine, "platform": platform.platform(), "torch": torch.__version__},
         "training_threads": args.threads,
         "training": [],
         "inference": [],

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import header  # noqa: E402
 
 from _timing import block_times, summarize  # noqa: E402
 
@@ -80,8 +81,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"CPU: {cpu_name()}; features {K.cpu_features()}; onebit ISA {K.active_isa()}; "
-          f"torch {torch.__version__}; 1 thread, batch 1; "
+    print(header())
+    print(f"torch {torch.__version__}; 1 thread, batch 1; "
           f"{'CPU' if args.cpu_time else 'wall-clock'} time")
     print(f"{'shape':30s} {'impl':22s} {'median ms':>10s} {'min ms':>8s} {'f32/this':>9s}")
     for name, h, w, c, co, k, s, p in SHAPES:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import header  # noqa: E402
 from _timing import block_times, summarize  # noqa: E402
 
 SHAPES = [(56, 64, 64), (28, 128, 128), (14, 256, 256), (7, 512, 512)]  # (H=W, C_in, C_out), 3x3 s1
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    print(header())
     res = run(args.repeats, args.threads)
     if "skipped" in res:
         print(f"lce_compare: skipped, Larq Compute Engine / TensorFlow / larq not importable "
