@@ -241,14 +241,21 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe, validate it and fill defaults; ``name`` defaults to the file's stem."""
+    """Read a YAML recipe, validate it and fill defaults; ``name`` defaults to the file's stem.
+
+    ``path`` is a file, or the bare name of a recipe shipped in the package (:mod:`onebit.recipes`,
+    e.g. ``bireal_fmnist_cnn_fashion_mnist``); a file of that name in the working directory wins.
+    """
+    from onebit.recipes import find_recipe
+
     path = Path(path)
     if not path.is_file():
-        hint = ""
-        configs = Path(__file__).resolve().parents[3] / "configs"
-        if configs.is_dir():
-            hint = f"; the recipes shipped with onebit are in {configs}"
-        raise ConfigError(f"config file {str(path)!r} not found{hint}")
+        packaged = find_recipe(str(path))
+        if packaged is None:
+            raise ConfigError(f"config file {str(path)!r} not found; give a path to a recipe "
+                              "(e.g. configs/<recipe>.yaml) or the name of a packaged recipe "
+                              "(`onebit list recipes`)")
+        path = packaged
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
