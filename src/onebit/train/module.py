@@ -10,6 +10,11 @@ Per epoch it logs ``train_loss`` / ``train_acc`` / ``val_loss`` / ``val_acc`` an
 ratio of the binary layers, ``flip_ratio = #{i : sign(Q(w_i)) changed during the epoch} / #w``
 (``Q`` the layer's weight quantizer, evaluated deterministically).
 
+It also logs the weight quantization error of the binary layers beside it,
+``quant_error = sum_layers sum_i (s_c * Q(w)_i - f(w_i))^2 / #w`` (see :func:`quantization_error`):
+the mean squared difference between the binary weight a layer computes with and the real-valued
+function that binary weight approximates.
+
 Batches arrive as uint8 ``[B, H, W, C]``; ``on_after_batch_transfer`` converts them on the device
 to float ``[B, C, H, W]``, augments training batches (random crop with padding, horizontal flip;
 :mod:`onebit.data.transforms`) with a generator seeded by ``(seed, global_step, rank)`` and
@@ -29,7 +34,7 @@ import torch.nn.functional as F
 
 from onebit.train.build import binary_weight_layers, build_model, dataset_meta
 
-__all__ = ["OnebitModule", "LRSchedule", "flip_ratio"]
+__all__ = ["OnebitModule", "LRSchedule", "flip_ratio", "quantization_error", "quantization_target"]
 
 
 def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
@@ -40,6 +45,43 @@ def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) 
     flipped = sum(int((after[k] != before[k].to(after[k].device)).sum()) for k in after)
     total = sum(v.numel() for v in after.values())
     return flipped / total if total else 0.0
+
+
+def quantization_target(layer: torch.nn.Module) -> torch.Tensor:
+    """The real-valued function of the latent weight ``w`` that a binary layer's weight
+    approximates: ``sin(omega0 * w)`` for BiPer's periodic sign (the square wave
+    ``sign(sin(omega0 w))`` approximates the sine of stage 1), ``w`` itself for the sign family
+    (``sign``, ``approx_sign``, ``stochastic_sign``, ``scaled_sign``, ``magnitude_aware_sign``)."""
+    wq = layer.weight_quantizer
+    if hasattr(wq, "omega0"):
+        return torch.sin(float(wq.omega0) * layer.weight)
+    return layer.weight
+
+
+@torch.no_grad()
+def quantization_error(model: torch.nn.Module) -> float | None:
+    """Mean squared weight quantization error over every binary layer of ``model``:
+    ``sum_layers sum_i (s_c * Q(w)_i - f(w_i))^2 / #weights``, with ``Q`` the layer's weight
+    quantizer in eval mode (its scale ``alpha`` included, e.g. ``mean|W_c| sign(W)`` for XNOR-Net
+    and Bi-Real), ``s_c`` the layer's learnable output scale of channel ``c`` if it has one (1
+    otherwise; BiPer's ``gamma``) and ``f`` :func:`quantization_target`. For BiPer this is the
+    ``E[(sin(omega0 w) - gamma sign(sin(omega0 w)))^2]`` of its omega0 analysis. None without
+    binary layers."""
+    sq, count = 0.0, 0
+    for layer in binary_weight_layers(model).values():
+        wq = layer.weight_quantizer
+        was = wq.training
+        wq.eval()
+        try:
+            q = layer.quantized_weight() if hasattr(layer, "quantized_weight") else wq(layer.weight)
+        finally:
+            wq.train(was)
+        scale = getattr(layer, "scale", None)
+        if isinstance(scale, torch.Tensor):
+            q = q * scale.reshape(-1, *([1] * (q.dim() - 1)))
+        sq += float(((q.float() - quantization_target(layer).float()) ** 2).sum())
+        count += q.numel()
+    return sq / count if count else None
 
 
 class LRSchedule:
@@ -93,6 +135,7 @@ class OnebitModule(L.LightningModule):
         self.clip_latent = bool(getattr(self.method, "latent_clip", False))
         self._signs: dict[str, torch.Tensor] | None = None
         self.last_flip_ratio: float | None = None
+        self.last_quant_error: float | None = None
         self._time_base = 0.0
         self._t0: float | None = None
         self._rng_to_restore: dict[str, Any] | None = None
@@ -165,7 +208,7 @@ class OnebitModule(L.LightningModule):
 
             clip_latent_weights_(self.model)
 
-    # ------------------------------------------------------------------ flip ratio
+    # ------------------------------------------------------------------ flip ratio, quant. error
     @torch.no_grad()
     def binary_signs(self) -> dict[str, torch.Tensor]:
         """``Q(w) < 0`` per binary layer, with the quantizer in eval mode (deterministic)."""
@@ -191,6 +234,9 @@ class OnebitModule(L.LightningModule):
         # identical on every rank (DDP keeps the weights equal); the mean over ranks is the value
         sync = self.trainer.world_size > 1
         self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, sync_dist=sync)
+        self.last_quant_error = quantization_error(self.model)
+        if self.last_quant_error is not None:
+            self.log("quant_error", self.last_quant_error, on_epoch=True, sync_dist=sync)
 
     # ------------------------------------------------------------------ time, RNG, checkpoints
     def elapsed_train_s(self) -> float:

@@ -361,6 +361,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
                  "val_acc": metrics.get("val_acc"), "val_loss": metrics.get("val_loss"),
                  "train_acc_last_epoch": metrics.get("train_acc"),
                  "flip_ratio_last_epoch": module.last_flip_ratio,
+                 "quant_error_last_epoch": module.last_quant_error,
                  "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
                  "precision": str(trainer.precision)}
         if trainer.world_size > 1:
