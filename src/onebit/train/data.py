@@ -246,6 +246,12 @@ class OnebitDataModule(L.LightningDataModule):
                 x, y = x[: self.test_subset], y[: self.test_subset]
             self._test = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
 
+    def split_sizes(self) -> dict[str, int]:
+        """Images in the training, validation and test parts (reads the data if needed)."""
+        if self._train is None or self._test is None:
+            self.setup()
+        return {"train": len(self._train[0]), "val": len(self._val[0]), "test": len(self._test[0])}
+
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         if trainer is None:

@@ -11,6 +11,9 @@ Run directory ``<output.dir>/<name>/``::
                             every epoch; ``resume=True`` continues from it
     stages/<i>-<name>/   the same per stage, for multi-stage recipes
 
+After the first optimizer steps a line estimates the whole run's time (every stage); with
+``trainer.progress_bar: false`` one line per epoch follows (:mod:`onebit.train.cost`).
+
 Stages run in order; stage ``i`` starts from stage ``i - 1``'s ``model.safetensors``
 (``init_from: previous``). A finished stage (its ``results.json`` exists) is skipped on resume.
 A ``bn_reestimate`` stage (Bi-Real, Liu et al. 2018, Sec. 3.3) sets every binary layer's latent
@@ -22,6 +25,7 @@ sign), resets the BatchNorm statistics and re-estimates them as cumulative avera
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import shutil
@@ -37,6 +41,7 @@ from torch import nn
 from onebit.train import artifacts
 from onebit.train.build import binary_weight_layers, check_buildable, dataset_meta, load_weights_
 from onebit.train.config import ConfigError, dump_yaml, resolve_stages
+from onebit.train.cost import CostReport, stage_work
 
 __all__ = ["run_dir_of", "train", "evaluate_checkpoint", "evaluate_model", "freeze_binary_weights_",
            "reestimate_batchnorm_"]
@@ -256,7 +261,7 @@ def _loggers(cfg: dict[str, Any], stage_dir: Path) -> list:
     return out
 
 
-def _trainer(cfg: dict[str, Any], stage_dir: Path, ckpt_cb: Any, val: bool):
+def _trainer(cfg: dict[str, Any], stage_dir: Path, callbacks: list, val: bool):
     import lightning as L
 
     t = cfg["trainer"]
@@ -270,7 +275,7 @@ def _trainer(cfg: dict[str, Any], stage_dir: Path, ckpt_cb: Any, val: bool):
     return L.Trainer(
         max_epochs=t["max_epochs"], max_steps=t["max_steps"], accelerator=accelerator,
         devices=t["devices"], num_nodes=t["num_nodes"], strategy=t["strategy"],
-        precision=_precision(cfg), logger=_loggers(cfg, stage_dir), callbacks=[ckpt_cb],
+        precision=_precision(cfg), logger=_loggers(cfg, stage_dir), callbacks=callbacks,
         enable_checkpointing=True, enable_progress_bar=t["progress_bar"],
         enable_model_summary=False, log_every_n_steps=t["log_every_n_steps"],
         num_sanity_val_steps=0, deterministic=t["deterministic"],
@@ -309,7 +314,7 @@ def _datamodule(cfg: dict[str, Any], cache: dict[str, Any]) -> Any:
 
 
 def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | None, resume: bool,
-               dm: Any) -> dict[str, Any] | None:
+               dm: Any, cost: Any) -> dict[str, Any] | None:
     import lightning as L
 
     from onebit.analysis.summary import summarize
@@ -337,7 +342,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
         extra = {"bn_batches": used, "binary_layers_frozen": frozen}
     else:
         ckpt_cb = AtomicCheckpoint(stage_dir / "checkpoints", cfg["trainer"]["ckpt_every_n_steps"])
-        trainer = _trainer(cfg, stage_dir, ckpt_cb, val=cfg["data"]["val_size"] > 0)
+        trainer = _trainer(cfg, stage_dir, [ckpt_cb, cost], val=cfg["data"]["val_size"] > 0)
         ckpt_path = str(ckpt_cb.last_path) if resume and ckpt_cb.last_path.is_file() else None
         if ckpt_path and trainer.is_global_zero:
             artifacts.set_aside_metrics(stage_dir)
@@ -362,7 +367,7 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
                  "train_acc_last_epoch": metrics.get("train_acc"),
                  "flip_ratio_last_epoch": module.last_flip_ratio,
                  "quant_error_last_epoch": module.last_quant_error,
-                 "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
+                 "run_estimate_s": cost.estimate_s, "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
                  "precision": str(trainer.precision)}
         if trainer.world_size > 1:
             extra["rank_param_digests"] = digests
@@ -445,9 +450,14 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
     if rank0:
         _prepare_run_dir(cfg, run_dir, resume, overwrite)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    plan = [stage_work(st, _datamodule(st, data).split_sizes()) for st in stages]
+
+    def cost(i: int) -> CostReport:
+        return CostReport(plan, i, epoch_lines=not stages[i]["trainer"]["progress_bar"])
+
     if len(stages) == 1:
         results = _run_stage(stages[0], run_dir, _init_state(stages[0], None), resume,
-                             _datamodule(stages[0], data))
+                             _datamodule(stages[0], data), cost(0))
         return results
     done: list[dict[str, Any]] = []
     prev_weights: Path | None = None
@@ -461,8 +471,12 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
 
             done.append(json.loads(finished.read_text()))
             prev_weights = sdir / "model.safetensors"
+            plan[i] = dataclasses.replace(plan[i], done_s=float(done[-1].get("wall_time_s") or 0))
             continue
-        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume, _datamodule(st, data))
+        t0 = time.perf_counter()
+        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume, _datamodule(st, data),
+                         cost(i))
+        plan[i] = dataclasses.replace(plan[i], done_s=time.perf_counter() - t0)
         prev_weights = sdir / "model.safetensors"
         if res is None:
             continue
