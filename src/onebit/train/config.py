@@ -116,7 +116,9 @@ SCHEMA: dict[str, Any] = {
         "gamma": _f(0.1, *_NUM, minimum=0.0),
     },
     "bn_reestimate": {
-        "batches": _f(200, int, minimum=1, help="training batches used to re-estimate BatchNorm"),
+        "batches": _f(200, int, nullable=True, minimum=1,
+                      help="full training batches (no augmentation) used to re-estimate "
+                           "BatchNorm; null: the whole training set"),
     },
     "trainer": {
         "max_epochs": _f(10, int, minimum=1),

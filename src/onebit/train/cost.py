@@ -91,7 +91,9 @@ def stage_work(cfg: dict[str, Any], sizes: dict[str, int], done_s: float | None 
         test = min(test, t["limit_test_batches"] * d["eval_batch_size"])
     bn = 0
     if cfg["kind"] == "bn_reestimate":
-        bn = min(sizes["train"], cfg["bn_reestimate"]["batches"] * d["batch_size"])
+        full = sizes["train"] // d["batch_size"] * d["batch_size"]
+        batches = cfg["bn_reestimate"]["batches"]
+        bn = full if batches is None else min(full, batches * d["batch_size"])
     return StageWork(name=cfg["name"], kind=cfg["kind"], train_images=sizes["train"],
                      batch_size=d["batch_size"], max_epochs=t["max_epochs"],
                      max_steps=t["max_steps"], limit_train_batches=t["limit_train_batches"],

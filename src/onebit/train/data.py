@@ -291,10 +291,11 @@ class OnebitDataModule(L.LightningDataModule):
             self.setup("test")
         return self._eval_loader(self._test)
 
-    def plain_train_loader(self, batch_size: int | None = None) -> DataLoader:
+    def plain_train_loader(self, batch_size: int | None = None, drop_last: bool = False
+                           ) -> DataLoader:
         """The training images in a fixed order, no augmentation (BatchNorm re-estimation)."""
         if self._train is None:
             self.setup("fit")
         return DataLoader(TensorDataset(*self._train), batch_size=batch_size or self.batch_size,
-                          shuffle=False, num_workers=self.num_workers,
+                          shuffle=False, num_workers=self.num_workers, drop_last=drop_last,
                           generator=_private_generator(self.seed))

@@ -19,8 +19,8 @@ Stages run in order; stage ``i`` starts from stage ``i - 1``'s ``model.safetenso
 A ``bn_reestimate`` stage (Bi-Real, Liu et al. 2018, Sec. 3.3) sets every binary layer's latent
 weights to their binary values ``w := sign(Q(w))`` (then ``Q(w) = w``: deployment uses a plain
 sign), resets the BatchNorm statistics and re-estimates them as cumulative averages over
-``bn_reestimate.batches`` un-augmented training batches with every weight fixed (a learning rate of
-0); it makes no optimizer step.
+``bn_reestimate.batches`` full, un-augmented training batches in a fixed order (null: the whole
+training set) with every weight fixed (a learning rate of 0); it makes no optimizer step.
 """
 
 from __future__ import annotations
@@ -210,10 +210,15 @@ def freeze_binary_weights_(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.device,
+def reestimate_batchnorm_(module: Any, loader: Any, batches: int | None, device: torch.device,
                           progress: bool = True) -> int:
     """Reset every BatchNorm's statistics and re-estimate them as cumulative averages (momentum
-    None) over ``batches`` batches of ``loader`` with all weights fixed; returns batches used."""
+    None: the mean over batches of each batch's mean and unbiased variance) over the first
+    ``batches`` batches of ``loader`` (None: all) with all weights fixed; returns batches used.
+
+    The rest of the model is in eval mode; the BatchNorm layers normalise each batch with its own
+    statistics while they accumulate (as in training). ``module.prepare_batch`` is called without
+    augmentation."""
     from tqdm.auto import tqdm
 
     model = module.model.to(device)
@@ -228,7 +233,7 @@ def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.
     model.eval()
     for bn in bns:
         bn.train()
-    n = min(batches, len(loader))
+    n = len(loader) if batches is None else min(batches, len(loader))
     used = 0
     for images, _ in tqdm(loader, total=n, desc="BatchNorm re-estimation", disable=not progress,
                           leave=False):
@@ -336,8 +341,9 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
     if cfg["kind"] == "bn_reestimate":
         t0 = time.perf_counter()
         frozen = freeze_binary_weights_(module.model)
-        used = reestimate_batchnorm_(module, dm.plain_train_loader(), cfg["bn_reestimate"]["batches"],
-                                     device, progress=cfg["trainer"]["progress_bar"])
+        used = reestimate_batchnorm_(module, dm.plain_train_loader(drop_last=True),
+                                     cfg["bn_reestimate"]["batches"], device,
+                                     progress=cfg["trainer"]["progress_bar"])
         wall, steps, epochs = time.perf_counter() - t0, 0, 0.0
         extra = {"bn_batches": used, "binary_layers_frozen": frozen}
     else:
