@@ -76,28 +76,26 @@ class StageWork:
         return train + EVAL_COST * evaluated / world
 
 
-def stage_work(cfg: dict[str, Any], sizes: dict[str, int], done_s: float | None = None
-               ) -> StageWork:
-    """The work of the stage ``cfg`` (a resolved stage config) whose data has ``sizes`` images
-    (``OnebitDataModule.split_sizes()``)."""
-    t, d = cfg["trainer"], cfg["data"]
+def stage_work(stage: Any, sizes: dict[str, int], done_s: float | None = None) -> StageWork:
+    """The work of ``stage`` (a :class:`~onebit.train.recipe.Stage`) whose data has ``sizes``
+    images (``OnebitDataModule.split_sizes()``)."""
+    t, d = stage.trainer, stage.data
     val = sizes["val"]
-    if isinstance(t["limit_val_batches"], int):
-        val = min(val, t["limit_val_batches"] * d["eval_batch_size"])
-    elif isinstance(t["limit_val_batches"], float):
-        val = int(val * t["limit_val_batches"])
+    if isinstance(t.limit_val_batches, int):
+        val = min(val, t.limit_val_batches * d.eval_batch_size)
+    elif isinstance(t.limit_val_batches, float):
+        val = int(val * t.limit_val_batches)
     test = sizes["test"]
-    if isinstance(t["limit_test_batches"], int):
-        test = min(test, t["limit_test_batches"] * d["eval_batch_size"])
+    if isinstance(t.limit_test_batches, int):
+        test = min(test, t.limit_test_batches * d.eval_batch_size)
     bn = 0
-    if cfg["kind"] == "bn_reestimate":
-        full = sizes["train"] // d["batch_size"] * d["batch_size"]
-        batches = cfg["bn_reestimate"]["batches"]
-        bn = full if batches is None else min(full, batches * d["batch_size"])
-    return StageWork(name=cfg["name"], kind=cfg["kind"], train_images=sizes["train"],
-                     batch_size=d["batch_size"], max_epochs=t["max_epochs"],
-                     max_steps=t["max_steps"], limit_train_batches=t["limit_train_batches"],
-                     val_images=val if d["val_size"] > 0 else 0, test_images=test, bn_images=bn,
+    if stage.kind == "bn_reestimate":
+        full = sizes["train"] // d.batch_size * d.batch_size
+        bn = full if stage.bn_batches is None else min(full, stage.bn_batches * d.batch_size)
+    return StageWork(name=stage.name, kind=stage.kind, train_images=sizes["train"],
+                     batch_size=d.batch_size, max_epochs=t.max_epochs, max_steps=t.max_steps,
+                     limit_train_batches=t.limit_train_batches,
+                     val_images=val if d.val_size > 0 else 0, test_images=test, bn_images=bn,
                      done_s=done_s)
 
 

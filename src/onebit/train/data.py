@@ -210,13 +210,18 @@ class OnebitDataModule(L.LightningDataModule):
         self._train_loader: ResumableBatches | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "OnebitDataModule":
-        d = cfg["data"]
-        return cls(name=d["name"], data_dir=d["data_dir"], download=d["download"],
-                   batch_size=d["batch_size"], eval_batch_size=d["eval_batch_size"],
-                   num_workers=d["num_workers"], val_size=d["val_size"], seed=cfg["seed"],
-                   train_subset=d["train_subset"], test_subset=d["test_subset"],
-                   drop_last=d["drop_last"])
+    def from_config(cls, cfg: Any) -> "OnebitDataModule":
+        """From a :class:`~onebit.train.recipe.Stage` (or a stage's config dict)."""
+        if isinstance(cfg, dict):
+            from onebit.train.recipe import resolve_stage
+
+            cfg = resolve_stage(cfg)
+        d = cfg.data
+        return cls(name=d.name, data_dir=d.data_dir, download=d.download,
+                   batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+                   num_workers=d.num_workers, val_size=d.val_size, seed=cfg.seed,
+                   train_subset=d.train_subset, test_subset=d.test_subset,
+                   drop_last=d.drop_last)
 
     def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if self.name == "synthetic":

@@ -32,7 +32,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from onebit.train.build import binary_weight_layers, build_model, dataset_meta
+from onebit.train.build import binary_weight_layers, build_model
+from onebit.train.recipe import Stage, resolve_stage
 
 __all__ = ["OnebitModule", "LRSchedule", "flip_ratio", "quantization_error", "quantization_target"]
 
@@ -119,19 +120,24 @@ class LRSchedule:
 
 
 class OnebitModule(L.LightningModule):
-    """Train ``config['model']`` binarized by ``config['method']`` (a resolved stage config)."""
+    """Train a stage's model binarized by its method.
 
-    def __init__(self, config: dict[str, Any]):
+    ``stage`` is a :class:`~onebit.train.recipe.Stage` or a stage's config dict (resolved here);
+    ``self.stage`` is the typed stage, ``self.config`` its dict (saved as the hyperparameters)."""
+
+    def __init__(self, stage: Stage | dict[str, Any]):
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = config
-        meta = dataset_meta(config)
-        self.model, self.method = build_model(config)
+        if not isinstance(stage, Stage):
+            stage = resolve_stage(stage)
+        self.stage = stage
+        self.config = stage.config
+        self.save_hyperparameters({"config": stage.config})
+        meta = stage.data.meta
+        self.model, self.method = build_model(stage)
         self.register_buffer("mean", torch.tensor(meta.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(meta.std).view(1, -1, 1, 1), persistent=False)
-        aug = config["data"]["augment"]
-        self.crop_padding = int(aug.get("crop_padding", 0) or 0)
-        self.hflip = bool(aug.get("hflip", False))
+        self.crop_padding = stage.data.augment.crop_padding
+        self.hflip = stage.data.augment.hflip
         self.clip_latent = bool(getattr(self.method, "latent_clip", False))
         self._signs: dict[str, torch.Tensor] | None = None
         self.last_flip_ratio: float | None = None
@@ -152,7 +158,7 @@ class OnebitModule(L.LightningModule):
 
             g = torch.Generator()
             rank = self.trainer.global_rank if self._trainer is not None else 0
-            g.manual_seed((self.config["seed"] * 1_000_003 + self.global_step) * 4099 + rank)
+            g.manual_seed((self.stage.seed * 1_000_003 + self.global_step) * 4099 + rank)
             if self.crop_padding:
                 x = RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding, generator=g)(x)
             if self.hflip:
@@ -302,20 +308,20 @@ class OnebitModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         from onebit.optim import param_groups
 
-        o = self.config["optim"]
-        if o["binary_weight_decay"] is None:
-            groups = self.method.param_groups(self.model, o["weight_decay"])
+        o = self.stage.optim
+        if o.binary_weight_decay is None:
+            groups = self.method.param_groups(self.model, o.weight_decay)
         else:
-            groups = param_groups(self.model, weight_decay=o["weight_decay"],
-                                  binary_weight_decay=o["binary_weight_decay"])
-        if o["name"] == "sgd":
-            opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+            groups = param_groups(self.model, weight_decay=o.weight_decay,
+                                  binary_weight_decay=o.binary_weight_decay)
+        if o.name == "sgd":
+            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
         else:
-            cls = torch.optim.AdamW if o["name"] == "adamw" else torch.optim.Adam
-            opt = cls(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+            cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+            opt = cls(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         total, spe = self._stepping_batches()
-        s = self.config["schedule"]
-        lam = LRSchedule(s["name"], total, spe, s["warmup_epochs"], s["min_lr_ratio"],
-                         s["milestones"], s["gamma"])
+        s = self.stage.schedule
+        lam = LRSchedule(s.name, total, spe, s.warmup_epochs, s.min_lr_ratio, list(s.milestones),
+                         s.gamma)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
