@@ -178,10 +178,13 @@ class CostReport(Callback):
 
     # ------------------------------------------------------------------ epoch lines
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if not self.epoch_lines or not trainer.is_global_zero:
+        if not self.epoch_lines:
             return
+        # every rank reads the metrics: metrics logged with sync_dist reduce over the ranks here
         m = {k: float(v) for k, v in trainer.callback_metrics.items()
              if hasattr(v, "numel") and v.numel() == 1}
+        if not trainer.is_global_zero:
+            return
         names = {"train_loss_epoch": "train_loss", "train_acc": "train_acc", "val_loss": "val_loss",
                  "val_acc": "val_acc"}
         parts = [f"{short} {m[key]:.4f}" for key, short in names.items() if key in m]
