@@ -13,7 +13,8 @@ the fix (the known keys, the expected type, the allowed values).
 
 ``model`` and ``method`` are open sections: besides ``name`` they take the keyword arguments of
 ``onebit.models.create`` and ``onebit.methods.get_method``; those are checked against the model's
-and method's signatures when the recipe is resolved into typed stages (:func:`onebit.train.recipe.resolve`).
+and method's signatures when the recipe is resolved into typed stages
+(:func:`onebit.train.recipe.resolve`).
 ``data.augment`` is open too (the keyword arguments of the batch augmentation).
 """
 

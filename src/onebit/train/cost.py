@@ -113,8 +113,8 @@ class CostReport(Callback):
     line per epoch. ``plan`` lists every stage's :class:`StageWork`, ``index`` the stage this
     trainer runs; stages already done carry their wall time (``StageWork.done_s``)."""
 
-    def __init__(self, plan: list[StageWork], index: int, epoch_lines: bool = False, measure_steps: int = 10,
-                 echo: Callable[[str], None] | None = None,
+    def __init__(self, plan: list[StageWork], index: int, epoch_lines: bool = False,
+                 measure_steps: int = 10, echo: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter):
         super().__init__()
         self.plan, self.index = plan, index
@@ -191,7 +191,8 @@ class CostReport(Callback):
         took = self.clock() - (self._t_epoch or self.clock())
         left = ""
         if self.s_per_image is not None:
-            left = f"; ~{format_duration(self.remaining_s(trainer.world_size, int(trainer.global_step)))} left"
+            rest = self.remaining_s(trainer.world_size, int(trainer.global_step))
+            left = f"; ~{format_duration(rest)} left"
         stage = f" [{self.plan[self.index].name}]" if len(self.plan) > 1 else ""
         self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}{stage}: "
                   f"{', '.join(parts) or 'no metrics'} ({format_duration(took)}{left})")
