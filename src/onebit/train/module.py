@@ -122,13 +122,13 @@ class LRSchedule:
 class OnebitModule(L.LightningModule):
     """Train a stage's model binarized by its method.
 
-    ``stage`` is a :class:`~onebit.train.recipe.Stage` or a stage's config dict (resolved here);
-    ``self.stage`` is the typed stage, ``self.config`` its dict (saved as the hyperparameters)."""
+    ``config`` is a :class:`~onebit.train.recipe.Stage` or a stage's config dict (resolved here);
+    ``self.stage`` is the typed stage, ``self.config`` its dict (saved as the hyperparameter
+    ``config``, so ``OnebitModule.load_from_checkpoint`` rebuilds it)."""
 
-    def __init__(self, stage: Stage | dict[str, Any]):
+    def __init__(self, config: Stage | dict[str, Any]):
         super().__init__()
-        if not isinstance(stage, Stage):
-            stage = resolve_stage(stage)
+        stage = config if isinstance(config, Stage) else resolve_stage(config)
         self.stage = stage
         self.config = stage.config
         self.save_hyperparameters({"config": stage.config})
