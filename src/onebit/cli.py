@@ -2,7 +2,7 @@
 
 Commands::
 
-    onebit train --config configs/<recipe>.yaml [key.sub=value ...] [--resume [RUN_DIR]]
+    onebit train --config <recipe name or file.yaml> [key.sub=value ...] [--resume [RUN_DIR]]
     onebit eval CHECKPOINT [--data-dir DIR] [--accelerator gpu]
     onebit summary MODEL [--method M] [--input-size C H W]
     onebit list {models,methods,datasets,recipes}
@@ -41,8 +41,6 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
-def _recipes_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a recipe (YAML config), with key.sub=value overrides")
-    t.add_argument("--config", "-c", help="recipe YAML (see `onebit list recipes`)")
+    t.add_argument("--config", "-c", help="a recipe name (`onebit list recipes`) or a recipe YAML file")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override any config field, e.g. optim.lr=0.01 trainer.max_epochs=2")
     t.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
@@ -232,7 +230,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         names = list_datasets() + ["synthetic"]
     else:
-        names = sorted(str(p) for p in _recipes_dir().glob("*.yaml"))
+        from onebit.recipes import list_recipes
+
+        names = list_recipes()
     print("\n".join(names))
     return 0
 

@@ -1,22 +1,21 @@
-"""Build what a config describes: the dataset's shape, the model (binarized by its method), weights.
+"""Build what a stage describes: the model (binarized by its method), and load weights into it.
 
-Every name is checked up front against the registries (``list_models``, ``list_methods``,
-``list_datasets``) and every option against the builder's signature, so a misspelt recipe fails
+The names and options are checked once, when the recipe is resolved (:mod:`onebit.train.recipe`);
+:func:`check_buildable` runs those checks on a plain config dict, so a misspelt recipe fails
 before any data is read, with a :class:`~onebit.train.config.ConfigError` that lists what exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from onebit.train.config import ConfigError
-from onebit.train.data import SYNTHETIC
+from onebit.train.recipe import _hint  # noqa: F401  (the command line's name suggestions)
+from onebit.train.recipe import DatasetMeta, Stage, dataset_meta, resolve_stage
 
 __all__ = [
     "DatasetMeta",
@@ -27,112 +26,38 @@ __all__ = [
     "load_weights_",
 ]
 
-
-@dataclass(frozen=True)
-class DatasetMeta:
-    """What a model needs to know about its data: classes, input size ``(C, H, W)``, statistics."""
-
-    name: str
-    num_classes: int
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-def _hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def dataset_meta(cfg: dict[str, Any]) -> DatasetMeta:
-    """Classes, input size and normalisation of ``cfg['data']['name']`` (no file is read)."""
-    name = cfg["data"]["name"]
-    if name == "synthetic":
-        spec = SYNTHETIC
-        return DatasetMeta("synthetic", spec["num_classes"], spec["input_size"], spec["mean"],
-                           spec["std"])
-    from onebit.data import DATASETS, list_datasets
-    from onebit.data.catalog import canonical_name
-
-    try:
-        key = canonical_name(name)
-    except (TypeError, ValueError):
-        known = list_datasets() + ["synthetic"]
-        raise ConfigError(f"unknown dataset {name!r}{_hint(str(name).lower(), known)}; known "
-                          f"datasets: {', '.join(known)} (set data.name=...)") from None
-    info = DATASETS[key]
-    return DatasetMeta(info.name, info.num_classes, info.input_size, tuple(info.mean),
-                       tuple(info.std))
-
-
-def _split(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return section["name"], {k: v for k, v in section.items() if k != "name"}
-
-
-def _method_kwargs_check(name: str, kwargs: dict[str, Any]) -> Any:
-    from onebit.methods import get_method, list_methods
-
-    known = list_methods()
-    if name not in known:
-        raise ConfigError(f"unknown method {name!r}{_hint(name, known)}; known methods: "
-                          f"{', '.join(known)} (set method.name=...)")
-    try:
-        return get_method(name, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"method {name}: {exc} (fix the method.* keys of the recipe)") from None
-    except ValueError as exc:
-        raise ConfigError(f"method {name}: {exc}") from None
-
-
 def check_buildable(cfg: dict[str, Any]) -> None:
-    """Check the dataset, model and method names and options of ``cfg`` without building anything
-    heavy (the method object is cheap and is built to validate its options)."""
-    dataset_meta(cfg)
-    from onebit.models import list_models, model_info
-
-    mname, mkw = _split(cfg["model"])
-    known = list_models()
-    if mname not in known:
-        raise ConfigError(f"unknown model {mname!r}{_hint(mname, known)}; known models: "
-                          f"{', '.join(known)} (set model.name=...)")
-    options = model_info(mname).options
-    unknown = sorted(set(mkw) - set(options))
-    if unknown:
-        accepted = ", ".join(f"model.{k}" for k in options) or "none"
-        raise ConfigError(f"model {mname} has no option(s) {', '.join(unknown)}; its options: "
-                          f"{accepted}")
-    _method_kwargs_check(*_split(cfg["method"]))
-    aug = cfg["data"]["augment"]
-    allowed = {"crop_padding", "hflip"}
-    bad = sorted(set(aug) - allowed)
-    if bad:
-        raise ConfigError(f"unknown data.augment key(s) {', '.join(bad)}; known: "
-                          f"{', '.join(sorted(allowed))}")
+    """Check the dataset, model and method names and options of ``cfg`` (one stage's full
+    config) without building anything heavy (the method object is cheap and is built to
+    validate its options)."""
+    resolve_stage(cfg)
 
 
-def build_model(cfg: dict[str, Any]) -> tuple[nn.Module, Any]:
-    """``models.create`` + ``binarize_`` as ``cfg`` says; returns ``(model, method)``.
+def build_model(stage: Stage | dict[str, Any]) -> tuple[nn.Module, Any]:
+    """``models.create`` + ``binarize_`` as the stage says; returns ``(model, method)``.
 
-    ``relu_to_hardtanh: true`` replaces every ``nn.ReLU`` module of the float model by
-    ``nn.Hardtanh`` (``clip(x, -1, 1)``) before the method is applied: the real-valued pretraining
-    of Bi-Real Net, for architectures without an ``activation`` option.
+    ``stage`` is a :class:`~onebit.train.recipe.Stage` or a stage's config dict (resolved, and so
+    checked, here). ``relu_to_hardtanh: true`` replaces every ``nn.ReLU`` module of the float
+    model by ``nn.Hardtanh`` (``clip(x, -1, 1)``) before the method is applied: the real-valued
+    pretraining of Bi-Real Net, for architectures without an ``activation`` option.
     """
     from onebit import binarize_
     from onebit.models import create
 
-    check_buildable(cfg)
-    meta = dataset_meta(cfg)
-    mname, mkw = _split(cfg["model"])
+    if not isinstance(stage, Stage):
+        stage = resolve_stage(stage)
+    meta, spec = stage.data.meta, stage.model
     try:
-        model = create(mname, num_classes=meta.num_classes, in_channels=meta.input_size[0], **mkw)
+        model = create(spec.name, num_classes=meta.num_classes, in_channels=meta.input_size[0],
+                       **spec.options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model {mname}: {exc}") from None
-    if cfg.get("relu_to_hardtanh"):
+        raise ConfigError(f"model {spec.name}: {exc}") from None
+    if spec.relu_to_hardtanh:
         for parent in list(model.modules()):
             for child_name, child in list(parent.named_children()):
                 if type(child) is nn.ReLU:
                     setattr(parent, child_name, nn.Hardtanh())
-    method = _method_kwargs_check(*_split(cfg["method"]))
+    method = stage.method.create()
     model = binarize_(model, method)
     return model, method
 

@@ -13,7 +13,8 @@ the fix (the known keys, the expected type, the allowed values).
 
 ``model`` and ``method`` are open sections: besides ``name`` they take the keyword arguments of
 ``onebit.models.create`` and ``onebit.methods.get_method``; those are checked against the model's
-and method's signatures when the run is built (:func:`onebit.train.runner.check_buildable`).
+and method's signatures when the recipe is resolved into typed stages
+(:func:`onebit.train.recipe.resolve`).
 ``data.augment`` is open too (the keyword arguments of the batch augmentation).
 """
 
@@ -118,7 +119,9 @@ SCHEMA: dict[str, Any] = {
         "gamma": _f(0.1, *_NUM, minimum=0.0),
     },
     "bn_reestimate": {
-        "batches": _f(200, int, minimum=1, help="training batches used to re-estimate BatchNorm"),
+        "batches": _f(200, int, nullable=True, minimum=1,
+                      help="full training batches (no augmentation) used to re-estimate "
+                           "BatchNorm; null: the whole training set"),
     },
     "trainer": {
         "max_epochs": _f(10, int, minimum=1),
@@ -243,14 +246,21 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe, validate it and fill defaults; ``name`` defaults to the file's stem."""
+    """Read a YAML recipe, validate it and fill defaults; ``name`` defaults to the file's stem.
+
+    ``path`` is a file, or the bare name of a recipe shipped in the package (:mod:`onebit.recipes`,
+    e.g. ``bireal_fmnist_cnn_fashion_mnist``); a file of that name in the working directory wins.
+    """
+    from onebit.recipes import find_recipe
+
     path = Path(path)
     if not path.is_file():
-        hint = ""
-        configs = Path(__file__).resolve().parents[3] / "configs"
-        if configs.is_dir():
-            hint = f"; the recipes shipped with onebit are in {configs}"
-        raise ConfigError(f"config file {str(path)!r} not found{hint}")
+        packaged = find_recipe(str(path))
+        if packaged is None:
+            raise ConfigError(f"config file {str(path)!r} not found; give a path to a recipe "
+                              "(e.g. configs/<recipe>.yaml) or the name of a packaged recipe "
+                              "(`onebit list recipes`)")
+        path = packaged
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

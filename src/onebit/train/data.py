@@ -210,13 +210,18 @@ class OnebitDataModule(L.LightningDataModule):
         self._train_loader: ResumableBatches | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "OnebitDataModule":
-        d = cfg["data"]
-        return cls(name=d["name"], data_dir=d["data_dir"], download=d["download"],
-                   batch_size=d["batch_size"], eval_batch_size=d["eval_batch_size"],
-                   num_workers=d["num_workers"], val_size=d["val_size"], seed=cfg["seed"],
-                   train_subset=d["train_subset"], test_subset=d["test_subset"],
-                   drop_last=d["drop_last"])
+    def from_config(cls, cfg: Any) -> "OnebitDataModule":
+        """From a :class:`~onebit.train.recipe.Stage` (or a stage's config dict)."""
+        if isinstance(cfg, dict):
+            from onebit.train.recipe import resolve_stage
+
+            cfg = resolve_stage(cfg)
+        d = cfg.data
+        return cls(name=d.name, data_dir=d.data_dir, download=d.download,
+                   batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+                   num_workers=d.num_workers, val_size=d.val_size, seed=cfg.seed,
+                   train_subset=d.train_subset, test_subset=d.test_subset,
+                   drop_last=d.drop_last)
 
     def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if self.name == "synthetic":
@@ -245,6 +250,12 @@ class OnebitDataModule(L.LightningDataModule):
             if self.test_subset is not None:
                 x, y = x[: self.test_subset], y[: self.test_subset]
             self._test = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images in the training, validation and test parts (reads the data if needed)."""
+        if self._train is None or self._test is None:
+            self.setup()
+        return {"train": len(self._train[0]), "val": len(self._val[0]), "test": len(self._test[0])}
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -285,10 +296,11 @@ class OnebitDataModule(L.LightningDataModule):
             self.setup("test")
         return self._eval_loader(self._test)
 
-    def plain_train_loader(self, batch_size: int | None = None) -> DataLoader:
+    def plain_train_loader(self, batch_size: int | None = None, drop_last: bool = False
+                           ) -> DataLoader:
         """The training images in a fixed order, no augmentation (BatchNorm re-estimation)."""
         if self._train is None:
             self.setup("fit")
         return DataLoader(TensorDataset(*self._train), batch_size=batch_size or self.batch_size,
-                          shuffle=False, num_workers=self.num_workers,
+                          shuffle=False, num_workers=self.num_workers, drop_last=drop_last,
                           generator=_private_generator(self.seed))

@@ -10,6 +10,11 @@ Per epoch it logs ``train_loss`` / ``train_acc`` / ``val_loss`` / ``val_acc`` an
 ratio of the binary layers, ``flip_ratio = #{i : sign(Q(w_i)) changed during the epoch} / #w``
 (``Q`` the layer's weight quantizer, evaluated deterministically).
 
+It also logs the weight quantization error of the binary layers beside it,
+``quant_error = sum_layers sum_i (s_c * Q(w)_i - f(w_i))^2 / #w`` (see :func:`quantization_error`):
+the mean squared difference between the binary weight a layer computes with and the real-valued
+function that binary weight approximates.
+
 Batches arrive as uint8 ``[B, H, W, C]``; ``on_after_batch_transfer`` converts them on the device
 to float ``[B, C, H, W]``, augments training batches (random crop with padding, horizontal flip;
 :mod:`onebit.data.transforms`) with a generator seeded by ``(seed, global_step, rank)`` and
@@ -27,9 +32,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from onebit.train.build import binary_weight_layers, build_model, dataset_meta
+from onebit.train.build import binary_weight_layers, build_model
+from onebit.train.recipe import Stage, resolve_stage
 
-__all__ = ["OnebitModule", "LRSchedule", "flip_ratio"]
+__all__ = ["OnebitModule", "LRSchedule", "flip_ratio", "quantization_error", "quantization_target"]
 
 
 def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
@@ -40,6 +46,43 @@ def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) 
     flipped = sum(int((after[k] != before[k].to(after[k].device)).sum()) for k in after)
     total = sum(v.numel() for v in after.values())
     return flipped / total if total else 0.0
+
+
+def quantization_target(layer: torch.nn.Module) -> torch.Tensor:
+    """The real-valued function of the latent weight ``w`` that a binary layer's weight
+    approximates: ``sin(omega0 * w)`` for BiPer's periodic sign (the square wave
+    ``sign(sin(omega0 w))`` approximates the sine of stage 1), ``w`` itself for the sign family
+    (``sign``, ``approx_sign``, ``stochastic_sign``, ``scaled_sign``, ``magnitude_aware_sign``)."""
+    wq = layer.weight_quantizer
+    if hasattr(wq, "omega0"):
+        return torch.sin(float(wq.omega0) * layer.weight)
+    return layer.weight
+
+
+@torch.no_grad()
+def quantization_error(model: torch.nn.Module) -> float | None:
+    """Mean squared weight quantization error over every binary layer of ``model``:
+    ``sum_layers sum_i (s_c * Q(w)_i - f(w_i))^2 / #weights``, with ``Q`` the layer's weight
+    quantizer in eval mode (its scale ``alpha`` included, e.g. ``mean|W_c| sign(W)`` for XNOR-Net
+    and Bi-Real), ``s_c`` the layer's learnable output scale of channel ``c`` if it has one (1
+    otherwise; BiPer's ``gamma``) and ``f`` :func:`quantization_target`. For BiPer this is the
+    ``E[(sin(omega0 w) - gamma sign(sin(omega0 w)))^2]`` of its omega0 analysis. None without
+    binary layers."""
+    sq, count = 0.0, 0
+    for layer in binary_weight_layers(model).values():
+        wq = layer.weight_quantizer
+        was = wq.training
+        wq.eval()
+        try:
+            q = layer.quantized_weight() if hasattr(layer, "quantized_weight") else wq(layer.weight)
+        finally:
+            wq.train(was)
+        scale = getattr(layer, "scale", None)
+        if isinstance(scale, torch.Tensor):
+            q = q * scale.reshape(-1, *([1] * (q.dim() - 1)))
+        sq += float(((q.float() - quantization_target(layer).float()) ** 2).sum())
+        count += q.numel()
+    return sq / count if count else None
 
 
 class LRSchedule:
@@ -77,22 +120,28 @@ class LRSchedule:
 
 
 class OnebitModule(L.LightningModule):
-    """Train ``config['model']`` binarized by ``config['method']`` (a resolved stage config)."""
+    """Train a stage's model binarized by its method.
 
-    def __init__(self, config: dict[str, Any]):
+    ``config`` is a :class:`~onebit.train.recipe.Stage` or a stage's config dict (resolved here);
+    ``self.stage`` is the typed stage, ``self.config`` its dict (saved as the hyperparameter
+    ``config``, so ``OnebitModule.load_from_checkpoint`` rebuilds it)."""
+
+    def __init__(self, config: Stage | dict[str, Any]):
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = config
-        meta = dataset_meta(config)
-        self.model, self.method = build_model(config)
+        stage = config if isinstance(config, Stage) else resolve_stage(config)
+        self.stage = stage
+        self.config = stage.config
+        self.save_hyperparameters({"config": stage.config})
+        meta = stage.data.meta
+        self.model, self.method = build_model(stage)
         self.register_buffer("mean", torch.tensor(meta.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(meta.std).view(1, -1, 1, 1), persistent=False)
-        aug = config["data"]["augment"]
-        self.crop_padding = int(aug.get("crop_padding", 0) or 0)
-        self.hflip = bool(aug.get("hflip", False))
+        self.crop_padding = stage.data.augment.crop_padding
+        self.hflip = stage.data.augment.hflip
         self.clip_latent = bool(getattr(self.method, "latent_clip", False))
         self._signs: dict[str, torch.Tensor] | None = None
         self.last_flip_ratio: float | None = None
+        self.last_quant_error: float | None = None
         self._time_base = 0.0
         self._t0: float | None = None
         self._rng_to_restore: dict[str, Any] | None = None
@@ -109,7 +158,7 @@ class OnebitModule(L.LightningModule):
 
             g = torch.Generator()
             rank = self.trainer.global_rank if self._trainer is not None else 0
-            g.manual_seed((self.config["seed"] * 1_000_003 + self.global_step) * 4099 + rank)
+            g.manual_seed((self.stage.seed * 1_000_003 + self.global_step) * 4099 + rank)
             if self.crop_padding:
                 x = RandomCrop(tuple(x.shape[-2:]), padding=self.crop_padding, generator=g)(x)
             if self.hflip:
@@ -165,7 +214,7 @@ class OnebitModule(L.LightningModule):
 
             clip_latent_weights_(self.model)
 
-    # ------------------------------------------------------------------ flip ratio
+    # ------------------------------------------------------------------ flip ratio, quant. error
     @torch.no_grad()
     def binary_signs(self) -> dict[str, torch.Tensor]:
         """``Q(w) < 0`` per binary layer, with the quantizer in eval mode (deterministic)."""
@@ -191,6 +240,9 @@ class OnebitModule(L.LightningModule):
         # identical on every rank (DDP keeps the weights equal); the mean over ranks is the value
         sync = self.trainer.world_size > 1
         self.log("flip_ratio", self.last_flip_ratio, on_epoch=True, sync_dist=sync)
+        self.last_quant_error = quantization_error(self.model)
+        if self.last_quant_error is not None:
+            self.log("quant_error", self.last_quant_error, on_epoch=True, sync_dist=sync)
 
     # ------------------------------------------------------------------ time, RNG, checkpoints
     def elapsed_train_s(self) -> float:
@@ -256,20 +308,20 @@ class OnebitModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         from onebit.optim import param_groups
 
-        o = self.config["optim"]
-        if o["binary_weight_decay"] is None:
-            groups = self.method.param_groups(self.model, o["weight_decay"])
+        o = self.stage.optim
+        if o.binary_weight_decay is None:
+            groups = self.method.param_groups(self.model, o.weight_decay)
         else:
-            groups = param_groups(self.model, weight_decay=o["weight_decay"],
-                                  binary_weight_decay=o["binary_weight_decay"])
-        if o["name"] == "sgd":
-            opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+            groups = param_groups(self.model, weight_decay=o.weight_decay,
+                                  binary_weight_decay=o.binary_weight_decay)
+        if o.name == "sgd":
+            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
         else:
-            cls = torch.optim.AdamW if o["name"] == "adamw" else torch.optim.Adam
-            opt = cls(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+            cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+            opt = cls(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         total, spe = self._stepping_batches()
-        s = self.config["schedule"]
-        lam = LRSchedule(s["name"], total, spe, s["warmup_epochs"], s["min_lr_ratio"],
-                         s["milestones"], s["gamma"])
+        s = self.stage.schedule
+        lam = LRSchedule(s.name, total, spe, s.warmup_epochs, s.min_lr_ratio, list(s.milestones),
+                         s.gamma)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

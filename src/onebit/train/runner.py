@@ -11,17 +11,21 @@ Run directory ``<output.dir>/<name>/``::
                             every epoch; ``resume=True`` continues from it
     stages/<i>-<name>/   the same per stage, for multi-stage recipes
 
+After the first optimizer steps a line estimates the whole run's time (every stage); with
+``trainer.progress_bar: false`` one line per epoch follows (:mod:`onebit.train.cost`).
+
 Stages run in order; stage ``i`` starts from stage ``i - 1``'s ``model.safetensors``
 (``init_from: previous``). A finished stage (its ``results.json`` exists) is skipped on resume.
 A ``bn_reestimate`` stage (Bi-Real, Liu et al. 2018, Sec. 3.3) sets every binary layer's latent
 weights to their binary values ``w := sign(Q(w))`` (then ``Q(w) = w``: deployment uses a plain
 sign), resets the BatchNorm statistics and re-estimates them as cumulative averages over
-``bn_reestimate.batches`` un-augmented training batches with every weight fixed (a learning rate of
-0); it makes no optimizer step.
+``bn_reestimate.batches`` full, un-augmented training batches in a fixed order (null: the whole
+training set) with every weight fixed (a learning rate of 0); it makes no optimizer step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import shutil
@@ -35,8 +39,10 @@ import yaml
 from torch import nn
 
 from onebit.train import artifacts
-from onebit.train.build import binary_weight_layers, check_buildable, dataset_meta, load_weights_
-from onebit.train.config import ConfigError, dump_yaml, resolve_stages
+from onebit.train.build import binary_weight_layers, load_weights_
+from onebit.train.config import ConfigError, dump_yaml
+from onebit.train.cost import CostReport, stage_work
+from onebit.train.recipe import Recipe, Stage, resolve, resolve_stage
 
 __all__ = ["run_dir_of", "train", "evaluate_checkpoint", "evaluate_model", "freeze_binary_weights_",
            "reestimate_batchnorm_"]
@@ -62,7 +68,10 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utiliti
     logging.getLogger(_name).addFilter(_NoTips())
 
 
-def run_dir_of(cfg: dict[str, Any]) -> Path:
+def run_dir_of(cfg: dict[str, Any] | Recipe) -> Path:
+    """``<output.dir>/<name>`` of a config or a resolved recipe."""
+    if isinstance(cfg, Recipe):
+        return cfg.run_dir
     return Path(cfg["output"]["dir"]) / cfg["name"]
 
 
@@ -72,8 +81,8 @@ def _rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
-def _device_for(cfg: dict[str, Any]) -> torch.device:
-    acc = cfg["trainer"]["accelerator"]
+def _device_for(stage: Stage) -> torch.device:
+    acc = stage.trainer.accelerator
     if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     if acc == "mps":
@@ -81,8 +90,8 @@ def _device_for(cfg: dict[str, Any]) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_accelerator(cfg: dict[str, Any]) -> None:
-    acc = cfg["trainer"]["accelerator"]
+def _check_accelerator(stage: Stage) -> None:
+    acc = stage.trainer.accelerator
     if acc in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator=gpu but torch sees no CUDA GPU "
                           "(torch.cuda.is_available() is False); use --accelerator cpu")
@@ -90,13 +99,13 @@ def _check_accelerator(cfg: dict[str, Any]) -> None:
         raise ConfigError("trainer.accelerator=mps but MPS is not available; use --accelerator cpu")
 
 
-def _precision(cfg: dict[str, Any]) -> str:
+def _precision(stage: Stage) -> str:
     """``auto``: bf16 autocast only for the float baseline on a GPU that supports it (sign and
     straight-through masks of binary layers, and AdderNet's L1 sums, stay in float32)."""
-    p = cfg["trainer"]["precision"]
+    p = stage.trainer.precision
     if p != "auto":
         return p
-    if (_device_for(cfg).type == "cuda" and cfg["method"]["name"] == "float"
+    if (_device_for(stage).type == "cuda" and stage.method.name == "float"
             and torch.cuda.is_bf16_supported()):
         return "bf16-mixed"
     return "32-true"
@@ -139,10 +148,10 @@ def evaluate_model(module: Any, loader: Any, device: torch.device) -> dict[str, 
     return {"acc": correct / total, "loss": loss_sum / total, "samples": total}
 
 
-def _module_from_state(state: dict[str, torch.Tensor], config: dict[str, Any]):
+def _module_from_state(state: dict[str, torch.Tensor], stage: Stage):
     from onebit.train.module import OnebitModule
 
-    module = OnebitModule(config)
+    module = OnebitModule(stage)
     missing = load_weights_(module.model, state, "checkpoint")
     if missing:
         raise ConfigError(f"checkpoint lacks {', '.join(missing[:5])}; it does not match its own "
@@ -166,14 +175,14 @@ def evaluate_checkpoint(path: str, data_dir: str | None = None, accelerator: str
         config["data"]["eval_batch_size"] = batch_size
     if test_subset is not None:
         config["data"]["test_subset"] = test_subset
-    _check_accelerator(config)
-    check_buildable(config)
-    module = _module_from_state(state, config)
-    dm = OnebitDataModule.from_config(config)
+    stage = resolve_stage(config)
+    _check_accelerator(stage)
+    module = _module_from_state(state, stage)
+    dm = OnebitDataModule.from_config(stage)
     dm.setup("test")
-    res = evaluate_model(module, dm.test_dataloader(), _device_for(config))
-    return {"checkpoint": str(path), "method": config["method"]["name"],
-            "model": config["model"]["name"], "dataset": config["data"]["name"],
+    res = evaluate_model(module, dm.test_dataloader(), _device_for(stage))
+    return {"checkpoint": str(path), "method": stage.method.name,
+            "model": stage.model.name, "dataset": stage.data.name,
             "test_acc": res["acc"], "test_loss": res["loss"], "test_samples": res["samples"]}
 
 
@@ -205,10 +214,15 @@ def freeze_binary_weights_(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.device,
+def reestimate_batchnorm_(module: Any, loader: Any, batches: int | None, device: torch.device,
                           progress: bool = True) -> int:
     """Reset every BatchNorm's statistics and re-estimate them as cumulative averages (momentum
-    None) over ``batches`` batches of ``loader`` with all weights fixed; returns batches used."""
+    None: the mean over batches of each batch's mean and unbiased variance) over the first
+    ``batches`` batches of ``loader`` (None: all) with all weights fixed; returns batches used.
+
+    The rest of the model is in eval mode; the BatchNorm layers normalise each batch with its own
+    statistics while they accumulate (as in training). ``module.prepare_batch`` is called without
+    augmentation."""
     from tqdm.auto import tqdm
 
     model = module.model.to(device)
@@ -223,7 +237,7 @@ def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.
     model.eval()
     for bn in bns:
         bn.train()
-    n = min(batches, len(loader))
+    n = len(loader) if batches is None else min(batches, len(loader))
     used = 0
     for images, _ in tqdm(loader, total=n, desc="BatchNorm re-estimation", disable=not progress,
                           leave=False):
@@ -241,11 +255,11 @@ def reestimate_batchnorm_(module: Any, loader: Any, batches: int, device: torch.
 # training
 
 
-def _loggers(cfg: dict[str, Any], stage_dir: Path) -> list:
+def _loggers(stage: Stage, stage_dir: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
     out = [CSVLogger(save_dir=str(stage_dir), name="", version="")]
-    if cfg["output"]["tensorboard"]:
+    if stage.output.tensorboard:
         try:
             from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -256,25 +270,25 @@ def _loggers(cfg: dict[str, Any], stage_dir: Path) -> list:
     return out
 
 
-def _trainer(cfg: dict[str, Any], stage_dir: Path, ckpt_cb: Any, val: bool):
+def _trainer(stage: Stage, stage_dir: Path, callbacks: list):
     import lightning as L
 
-    t = cfg["trainer"]
+    t = stage.trainer
     kw: dict[str, Any] = {}
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
-        if t[key] is not None:
-            kw[key] = t[key]
-    if not val:
+        if getattr(t, key) is not None:
+            kw[key] = getattr(t, key)
+    if stage.data.val_size == 0:
         kw["limit_val_batches"] = 0
-    accelerator = "gpu" if t["accelerator"] == "cuda" else t["accelerator"]
+    accelerator = "gpu" if t.accelerator == "cuda" else t.accelerator
     return L.Trainer(
-        max_epochs=t["max_epochs"], max_steps=t["max_steps"], accelerator=accelerator,
-        devices=t["devices"], num_nodes=t["num_nodes"], strategy=t["strategy"],
-        precision=_precision(cfg), logger=_loggers(cfg, stage_dir), callbacks=[ckpt_cb],
-        enable_checkpointing=True, enable_progress_bar=t["progress_bar"],
-        enable_model_summary=False, log_every_n_steps=t["log_every_n_steps"],
-        num_sanity_val_steps=0, deterministic=t["deterministic"],
-        gradient_clip_val=cfg["optim"]["gradient_clip_val"], default_root_dir=str(stage_dir), **kw,
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(stage), logger=_loggers(stage, stage_dir), callbacks=callbacks,
+        enable_checkpointing=True, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, log_every_n_steps=t.log_every_n_steps,
+        num_sanity_val_steps=0, deterministic=t.deterministic,
+        gradient_clip_val=stage.optim.gradient_clip_val, default_root_dir=str(stage_dir), **kw,
     )
 
 
@@ -293,51 +307,50 @@ def _barrier(trainer: Any) -> None:
         trainer.strategy.barrier("onebit.stage_end")
 
 
-def _datamodule(cfg: dict[str, Any], cache: dict[str, Any]) -> Any:
+def _datamodule(stage: Stage, cache: dict[str, Any]) -> Any:
     """The stage's DataModule with its data read (or downloaded), shared by stages with the same
     data settings; a missing dataset fails here, before a run directory is created."""
-    import json
-
     from onebit.train.data import OnebitDataModule
 
-    key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True, default=str)
+    key = (stage.data, stage.seed)  # frozen dataclasses: equal settings share the data
     if key not in cache:
-        dm = OnebitDataModule.from_config(cfg)
+        dm = OnebitDataModule.from_config(stage)
         dm.setup()
         cache[key] = dm
     return cache[key]
 
 
-def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | None, resume: bool,
-               dm: Any) -> dict[str, Any] | None:
+def _run_stage(stage: Stage, stage_dir: Path, init: tuple[dict, str] | None, resume: bool,
+               dm: Any, cost: Any) -> dict[str, Any] | None:
     import lightning as L
 
     from onebit.analysis.summary import summarize
     from onebit.train.callbacks import AtomicCheckpoint
     from onebit.train.module import OnebitModule
 
-    L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    if cfg["trainer"]["threads"]:
-        torch.set_num_threads(cfg["trainer"]["threads"])
-    module = OnebitModule(cfg)
+    L.seed_everything(stage.seed, workers=True, verbose=False)
+    if stage.trainer.threads:
+        torch.set_num_threads(stage.trainer.threads)
+    module = OnebitModule(stage)
     new_params: list[str] = []
     if init is not None:
         new_params = load_weights_(module.model, init[0], init[1])
-    device = _device_for(cfg)
+    device = _device_for(stage)
     trainer = None
     digests: list[str] = []
     initial_digest = artifacts.state_digest(module.model)
     initial_params = artifacts.state_digest(module.model, params_only=True)
-    if cfg["kind"] == "bn_reestimate":
+    if stage.kind == "bn_reestimate":
         t0 = time.perf_counter()
         frozen = freeze_binary_weights_(module.model)
-        used = reestimate_batchnorm_(module, dm.plain_train_loader(), cfg["bn_reestimate"]["batches"],
-                                     device, progress=cfg["trainer"]["progress_bar"])
+        used = reestimate_batchnorm_(module, dm.plain_train_loader(drop_last=True),
+                                     stage.bn_batches, device,
+                                     progress=stage.trainer.progress_bar)
         wall, steps, epochs = time.perf_counter() - t0, 0, 0.0
         extra = {"bn_batches": used, "binary_layers_frozen": frozen}
     else:
-        ckpt_cb = AtomicCheckpoint(stage_dir / "checkpoints", cfg["trainer"]["ckpt_every_n_steps"])
-        trainer = _trainer(cfg, stage_dir, ckpt_cb, val=cfg["data"]["val_size"] > 0)
+        ckpt_cb = AtomicCheckpoint(stage_dir / "checkpoints", stage.trainer.ckpt_every_n_steps)
+        trainer = _trainer(stage, stage_dir, [ckpt_cb, cost])
         ckpt_path = str(ckpt_cb.last_path) if resume and ckpt_cb.last_path.is_file() else None
         if ckpt_path:
             artifacts.load_checkpoint(ckpt_path)  # checksum and readability: a one-line error
@@ -363,30 +376,29 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
                  "val_acc": metrics.get("val_acc"), "val_loss": metrics.get("val_loss"),
                  "train_acc_last_epoch": metrics.get("train_acc"),
                  "flip_ratio_last_epoch": module.last_flip_ratio,
-                 "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
+                 "quant_error_last_epoch": module.last_quant_error,
+                 "run_estimate_s": cost.estimate_s, "checkpoint_saves": ckpt_cb.saves, "world_size": trainer.world_size,
                  "precision": str(trainer.precision)}
         if trainer.world_size > 1:
             extra["rank_param_digests"] = digests
     test = evaluate_model(module, dm.test_dataloader(), device)
-    artifacts.save_weights(module.model, cfg, stage_dir / "model.safetensors")
-    meta = dataset_meta(cfg)
+    artifacts.save_weights(module.model, stage.config, stage_dir / "model.safetensors")
+    meta = stage.data.meta
     summary = summarize(module.model.cpu(), meta.input_size)
     totals = summary.totals
     results = {
-        "name": cfg["name"], "kind": cfg["kind"],
-        "method": cfg["method"]["name"],
-        "method_options": {k: v for k, v in cfg["method"].items() if k != "name"},
-        "model": cfg["model"]["name"],
-        "model_options": {k: v for k, v in cfg["model"].items() if k != "name"},
+        "name": stage.name, "kind": stage.kind,
+        "method": stage.method.name, "method_options": dict(stage.method.options),
+        "model": stage.model.name, "model_options": dict(stage.model.options),
         "dataset": meta.name,
         "test_acc": test["acc"], "test_loss": test["loss"], "test_samples": test["samples"],
         "params": totals.params, "binary_params": totals.binary_params,
         "size_float32_bytes": totals.float32_bytes, "size_packed_bytes": totals.packed_bytes,
         "compression": totals.compression, "binary_mac_share": totals.binary_mac_share,
-        "epochs": epochs, "steps": steps, "max_epochs": cfg["trainer"]["max_epochs"],
+        "epochs": epochs, "steps": steps, "max_epochs": stage.trainer.max_epochs,
         "wall_time_s": round(wall, 3),
         "time_per_epoch_s": round(wall / epochs, 3) if epochs else None,
-        "seed": cfg["seed"], "device": str(device),
+        "seed": stage.seed, "device": str(device),
         "initial_weight_digest": initial_digest,
         "final_weight_digest": artifacts.state_digest(module.model),
         "initial_param_digest": initial_params,
@@ -397,9 +409,9 @@ def _run_stage(cfg: dict[str, Any], stage_dir: Path, init: tuple[dict, str] | No
         **extra,
     }
     artifacts.write_json(stage_dir / "results.json", results)
-    if cfg["output"]["plots"] and cfg["kind"] == "train":
+    if stage.output.plots and stage.kind == "train":
         artifacts.plot_curves(stage_dir / "metrics.csv", stage_dir / "curves.png",
-                              f"{cfg['name']}: {cfg['method']['name']} / {cfg['model']['name']}")
+                              f"{stage.name}: {stage.method.name} / {stage.model.name}")
     _barrier(trainer)
     return results
 
@@ -431,14 +443,17 @@ def _prepare_run_dir(cfg: dict[str, Any], run_dir: Path, resume: bool, overwrite
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
-    """Run every stage of ``cfg`` (a validated config); returns the run's results (None on ranks
-    other than 0 of a distributed run). See the module docstring for the run directory."""
-    stages = resolve_stages(cfg)
+def train(cfg: dict[str, Any] | Recipe, resume: bool = False, overwrite: bool = False
+          ) -> dict[str, Any] | None:
+    """Run every stage of ``cfg`` (a validated config, resolved here once, or a
+    :class:`~onebit.train.recipe.Recipe`); returns the run's results (None on ranks other than 0
+    of a distributed run). See the module docstring for the run directory."""
+    recipe = cfg if isinstance(cfg, Recipe) else resolve(cfg)
+    cfg = recipe.config
+    stages = recipe.stages
     for st in stages:
-        check_buildable(st)
         _check_accelerator(st)
-    run_dir = run_dir_of(cfg)
+    run_dir = recipe.run_dir
     rank0 = _rank() == 0
     data: dict[str, Any] = {}
     for st in stages:
@@ -446,14 +461,19 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
     if rank0:
         _prepare_run_dir(cfg, run_dir, resume, overwrite)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    plan = [stage_work(st, _datamodule(st, data).split_sizes()) for st in stages]
+
+    def cost(i: int) -> CostReport:
+        return CostReport(plan, i, epoch_lines=not stages[i].trainer.progress_bar)
+
     if len(stages) == 1:
         results = _run_stage(stages[0], run_dir, _init_state(stages[0], None), resume,
-                             _datamodule(stages[0], data))
+                             _datamodule(stages[0], data), cost(0))
         return results
     done: list[dict[str, Any]] = []
     prev_weights: Path | None = None
     for i, st in enumerate(stages):
-        sdir = run_dir / "stages" / f"{i + 1}-{st['name']}"
+        sdir = run_dir / "stages" / f"{i + 1}-{st.name}"
         if rank0:
             sdir.mkdir(parents=True, exist_ok=True)
         finished = sdir / "results.json"
@@ -462,8 +482,12 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
 
             done.append(json.loads(finished.read_text()))
             prev_weights = sdir / "model.safetensors"
+            plan[i] = dataclasses.replace(plan[i], done_s=float(done[-1].get("wall_time_s") or 0))
             continue
-        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume, _datamodule(st, data))
+        t0 = time.perf_counter()
+        res = _run_stage(st, sdir, _init_state(st, prev_weights), resume, _datamodule(st, data),
+                         cost(i))
+        plan[i] = dataclasses.replace(plan[i], done_s=time.perf_counter() - t0)
         prev_weights = sdir / "model.safetensors"
         if res is None:
             continue
@@ -472,7 +496,7 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
         return None
     final = dict(done[-1])
     final.update({
-        "name": cfg["name"],
+        "name": recipe.name,
         "stages": [{k: r.get(k) for k in ("name", "kind", "method", "method_options", "test_acc",
                                            "epochs", "steps", "wall_time_s")} for r in done],
         "epochs": round(sum(r.get("epochs") or 0 for r in done), 4),
@@ -482,11 +506,11 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
     final["time_per_epoch_s"] = (round(final["wall_time_s"] / final["epochs"], 3)
                                  if final["epochs"] else None)
     artifacts.write_json(run_dir / "results.json", final)
-    if cfg["output"]["plots"]:  # every stage's curves on one step axis
-        artifacts.plot_curves([(st["name"], run_dir / "stages" / f"{i + 1}-{st['name']}" /
+    if stages[-1].output.plots:  # every stage's curves on one step axis
+        artifacts.plot_curves([(st.name, run_dir / "stages" / f"{i + 1}-{st.name}" /
                                 "metrics.csv") for i, st in enumerate(stages)],
-                              run_dir / "curves.png", f"{cfg['name']}: all stages")
-    last = run_dir / "stages" / f"{len(stages)}-{stages[-1]['name']}"
+                              run_dir / "curves.png", f"{recipe.name}: all stages")
+    last = run_dir / "stages" / f"{len(stages)}-{stages[-1].name}"
     digest = artifacts.file_sha256(last / "model.safetensors")  # the source's: a bad copy fails
     artifacts.begin_file_digest(run_dir / "model.safetensors", digest)
     shutil.copyfile(last / "model.safetensors", run_dir / "model.safetensors")
@@ -494,13 +518,13 @@ def train(cfg: dict[str, Any], resume: bool = False, overwrite: bool = False) ->
     return final
 
 
-def _init_state(cfg: dict[str, Any], prev: Path | None) -> tuple[dict, str] | None:
-    src = cfg["init_from"]
+def _init_state(stage: Stage, prev: Path | None) -> tuple[dict, str] | None:
+    src = stage.init_from
     if src is None:
         return None
     if src == "previous":
         if prev is None or not prev.is_file():
-            raise ConfigError(f"stage {cfg['name']}: init_from=previous but the previous stage left "
+            raise ConfigError(f"stage {stage.name}: init_from=previous but the previous stage left "
                               "no model.safetensors")
         path = prev
     else:
