@@ -83,6 +83,9 @@ def test_compare_counts_a_different_model(tiny_run, tmp_path, capsys):
     gen = torch.Generator().manual_seed(1)
     save_file({k: (v + torch.randn(v.shape, generator=gen)) if v.is_floating_point() else v
                for k, v in state.items()}, str(other / "model.safetensors"), metadata=meta)
+    from onebit.train.artifacts import write_file_digest
+
+    write_file_digest(other / "model.safetensors")  # a weights file written by hand: its checksum
     images = np.random.default_rng(1).integers(0, 256, (40, 28, 28), dtype=np.uint8)
     np.save(tmp_path / "x.npy", images)
     capsys.readouterr()
