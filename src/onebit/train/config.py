@@ -31,6 +31,18 @@ import yaml
 
 from onebit.errors import OnebitError
 
+#: The built-in ``synthetic`` dataset (``data.name: synthetic``): tiny, generated, no files, for
+#: smoke tests of the whole pipeline. Each class has a fixed random prototype image; a sample is
+#: its class prototype plus noise, so a small network learns it within a few dozen steps.
+SYNTHETIC: dict[str, Any] = {
+    "num_classes": 10,
+    "input_size": (1, 28, 28),
+    "num_train": 2048,
+    "num_test": 512,
+    "mean": (0.5,),
+    "std": (0.25,),
+}
+
 __all__ = [
     "ConfigError",
     "Field",

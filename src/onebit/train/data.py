@@ -22,23 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from onebit.train.config import ConfigError
+from onebit.train.config import SYNTHETIC, ConfigError
 
 __all__ = ["EpochSampler", "ResumableBatches", "OnebitDataModule", "split_train_val", "SYNTHETIC",
            "synthetic_dataset"]
-
-#: The built-in ``synthetic`` dataset (``data.name: synthetic``): tiny, generated, no files, for
-#: smoke tests of the whole pipeline. Each class has a fixed random prototype image; a sample is
-#: its class prototype plus noise, so a small network learns it within a few dozen steps.
-SYNTHETIC: dict[str, Any] = {
-    "num_classes": 10,
-    "input_size": (1, 28, 28),
-    "num_train": 2048,
-    "num_test": 512,
-    "mean": (0.5,),
-    "std": (0.25,),
-}
-
 
 def synthetic_dataset(split: str, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
     """``(uint8 [N, H, W, C], int64 [N])`` of the ``synthetic`` dataset (deterministic)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onebit.train.config import ConfigError, resolve_stages
+from onebit.train.config import SYNTHETIC, ConfigError, resolve_stages
 
 __all__ = [
     "AUGMENT_KEYS",
@@ -63,8 +63,7 @@ def dataset_meta(cfg: dict[str, Any]) -> DatasetMeta:
     """Classes, input size and normalisation of ``cfg['data']['name']`` (no file is read)."""
     name = cfg["data"]["name"]
     if name == "synthetic":
-        from onebit.train.data import SYNTHETIC as spec
-
+        spec = SYNTHETIC
         return DatasetMeta("synthetic", spec["num_classes"], spec["input_size"], spec["mean"],
                            spec["std"])
     from onebit.data import DATASETS, list_datasets
