@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from onebit import quantizers
 
@@ -15,3 +16,19 @@ def test_clip_must_be_positive(cls):
             cls(clip=bad)
     assert cls(clip=1e-6).clip == 1e-6
     assert cls(clip=None).clip is None
+
+
+def test_scaled_sign_gradient_with_one_output_channel():
+    # n is the fan-in of one output filter, whatever the number of filters
+    w = torch.tensor([[[[0.5, -0.25], [2.0, -0.75]]]], requires_grad=True)  # [1, 1, 2, 2]
+    quantizers.ScaledSign()(w).sum().backward()
+    alpha = w.detach().abs().mean()
+    mask = (w.detach().abs() <= 1).float()
+    torch.testing.assert_close(w.grad, 1 / 4 + alpha * mask)
+
+
+@pytest.mark.parametrize("name", ["", 3, None])
+def test_register_quantizer_rejects_an_empty_or_non_string_name(name):
+    with pytest.raises(ValueError, match="non-empty string"):
+        quantizers.register_quantizer(name)
+    assert "" not in quantizers.list_quantizers()
