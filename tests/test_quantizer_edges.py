@@ -32,3 +32,24 @@ def test_register_quantizer_rejects_an_empty_or_non_string_name(name):
     with pytest.raises(ValueError, match="non-empty string"):
         quantizers.register_quantizer(name)
     assert "" not in quantizers.list_quantizers()
+
+
+@pytest.mark.parametrize("name", [n for n in quantizers.list_quantizers() if n != "function"])
+def test_starves_unclipped_says_whether_the_gradient_vanishes_outside_one(name):
+    q = quantizers.get(name)
+    w = torch.full((2, 3), 2.0)
+    w[1] = -2.0
+    w.requires_grad_(True)
+    q(w).sum().backward()
+    starves = bool(torch.all(w.grad == 0))
+    assert q.starves_unclipped is starves, (name, w.grad)
+
+
+def test_an_unregistered_quantizer_subclass_has_an_empty_name():
+    class Halve(quantizers.Quantizer):
+        def forward(self, x):
+            return x / 2
+
+    q = Halve()
+    assert q.name == "" and q.get_config() == {"name": ""}
+    assert q.starves_unclipped is False and q.needs_latent_clip is False
