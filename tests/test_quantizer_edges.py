@@ -53,3 +53,38 @@ def test_an_unregistered_quantizer_subclass_has_an_empty_name():
     q = Halve()
     assert q.name == "" and q.get_config() == {"name": ""}
     assert q.starves_unclipped is False and q.needs_latent_clip is False
+
+
+def _approx_grad(x: torch.Tensor) -> torch.Tensor:
+    return (2 - 2 * x.abs()).clamp_min(0)
+
+
+def test_approx_sign_normalize_std_on_vectors_and_not_on_1d():
+    torch.manual_seed(0)
+    q = quantizers.ApproxSign(normalize_std=True).train()
+    x = (torch.randn(3, 5) * 0.3).requires_grad_(True)  # [N, F]: each row normalised
+    q(x).sum().backward()
+    xr = x.detach().clone().requires_grad_(True)  # the same chain written out
+    z = xr / torch.sqrt(xr.var(dim=1, keepdim=True) + 1e-5)
+    quantizers.ApproxSignFunction.apply(z).sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad)
+    assert not torch.allclose(x.grad, _approx_grad(x.detach()))
+    v = (torch.randn(6) * 0.3).requires_grad_(True)  # 1-D: no sample axis, left as is
+    q(v).sum().backward()
+    torch.testing.assert_close(v.grad, _approx_grad(v.detach()))
+
+
+def test_scaled_sign_last_alpha_is_none_until_the_first_forward():
+    for q in (quantizers.ScaledSign(), quantizers.MagnitudeAwareSign()):
+        assert q.last_alpha is None
+        w = torch.randn(3, 2, 1, 1)
+        q(w)
+        torch.testing.assert_close(q.last_alpha, w.abs().mean(dim=(1, 2, 3), keepdim=True))
+
+
+def test_periodic_sign_accepts_any_positive_finite_omega0():
+    for omega0 in (0.5, 1e-3, 1.0, 20):
+        assert quantizers.PeriodicSign(omega0=omega0).omega0 == float(omega0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="omega0"):
+            quantizers.PeriodicSign(omega0=bad)
