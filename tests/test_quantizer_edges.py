@@ -88,3 +88,20 @@ def test_periodic_sign_accepts_any_positive_finite_omega0():
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="omega0"):
             quantizers.PeriodicSign(omega0=bad)
+
+
+def test_kbit_bits_range_is_1_to_24():
+    for bits in (1, 2, 24):
+        assert quantizers.KBit(bits).precision == bits
+    for bad in (0, 25, True, 2.0):
+        with pytest.raises(ValueError, match="bits"):
+            quantizers.KBit(bad)
+
+
+def test_function_quantizer_precision_is_a_positive_int():
+    q = quantizers.FunctionQuantizer(torch.sign, precision=1)
+    assert q.precision == 1 and q.is_binary
+    assert quantizers.FunctionQuantizer(torch.sign, precision=2).precision == 2
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="precision"):
+            quantizers.FunctionQuantizer(torch.sign, precision=bad)
