@@ -63,14 +63,26 @@ def runner_for(module: dict, sock: str) -> str:
 
 
 def survivor_ids(path: str) -> list[str]:
-    """The cache's ids of the surviving mutants of ``path``."""
+    """The cache's ids of the surviving mutants of ``path`` not listed as equivalent."""
     from mutmut.cache import Mutant, db_session, init_db
+
+    from mutmut import RelativeMutationID
+
+    equivalents = load_equivalents()
+    source = (ROOT / path).read_text()
 
     @init_db
     @db_session
     def read() -> list[str]:
-        return [str(m.id) for m in Mutant.select()
-                if m.status == "bad_survived" and m.line.sourcefile.filename == path]
+        ids = []
+        for m in Mutant.select():
+            if m.status != "bad_survived" or m.line.sourcefile.filename != path:
+                continue
+            mid = RelativeMutationID(line=m.line.line, index=m.index,
+                                     line_number=m.line.line_number, filename=path)
+            if not _match(equivalents, path, *_diff_lines(source, path, mid)):
+                ids.append(str(m.id))  # equivalent survivors would only survive again
+        return ids
 
     cwd = os.getcwd()
     os.chdir(ROOT)
