@@ -105,3 +105,20 @@ def test_function_quantizer_precision_is_a_positive_int():
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError, match="precision"):
             quantizers.FunctionQuantizer(torch.sign, precision=bad)
+
+
+def test_a_registered_function_quantizer_carries_its_name():
+    def halve(x):
+        return x / 2
+
+    quantizers.register_quantizer("edge_test_halve")(halve)
+    q = quantizers.get("edge_test_halve")
+    assert q.name == "edge_test_halve" and q.get_config() == {"name": "edge_test_halve"}
+    assert torch.equal(q(torch.tensor([2.0])), torch.tensor([1.0]))
+
+
+def test_an_unknown_argument_error_lists_only_the_accepted_ones():
+    with pytest.raises(TypeError, match=r"it accepts: clip$"):
+        quantizers.get("sign", bogus=1)
+    with pytest.raises(TypeError, match=r"it accepts: omega0, stage$"):
+        quantizers.get("periodic_sign", bogus=1)

@@ -215,7 +215,9 @@ def write_report(modules: list[dict]) -> float:
         "",
         "Written by `make mutation` (`tests/mutation/run.py`, mutmut 2.5.1, string and f-string "
         "literal mutations off; each module's tests from `tests/mutation/modules.toml`). "
-        "Score = killed / (mutants run - equivalent survivors); a timeout counts as killed.",
+        "Score = killed / (mutants run - equivalent survivors); a timeout counts as killed. "
+        "Mutants \"not run\" belong to a run that was stopped (or to a module not reached yet); "
+        "`make mutation` continues from `.mutmut-cache` where one is kept.",
         "",
         "| module | mutants | killed | equivalent | surviving gaps | not run | score |",
         "|---|---:|---:|---:|---:|---:|---:|",
