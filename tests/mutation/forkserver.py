@@ -22,6 +22,16 @@ import sys
 TIMEOUT_S = 600
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the server exits (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(path: str) -> None:
     import numpy  # noqa: F401  (imported once, shared by every fork)
     import pytest  # noqa: F401
@@ -42,6 +52,7 @@ def serve(path: str) -> None:
             pid = os.fork()
             if pid == 0:  # the child: a fresh import of onebit, one pytest run
                 srv.close()
+                _die_with_parent()
                 os.chdir(request["cwd"])
                 sys.path[:0] = [p for p in request.get("sys_path", []) if p not in sys.path]
                 signal.alarm(int(request.get("timeout", TIMEOUT_S)))
