@@ -17,6 +17,7 @@ help:
 	@echo "make build  - rebuild the compiled kernels after changing csrc/"
 	@echo "make docs   - build the documentation site into site/ (mkdocs, --strict)"
 	@echo "make wheel  - build the manylinux wheel into dist/ and test it in a fresh torch-free venv"
+	@echo "make mutation - mutation testing of the math modules (slow; writes tests/mutation/report.md)"
 
 # 1) the virtualenv with torch (CPU build) and the build tools
 $(VENV)/.deps: pyproject.toml
@@ -104,3 +105,19 @@ bench-cpp:
 	$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DONEBIT_PYTHON=OFF -DONEBIT_BENCHMARKS=ON >/dev/null
 	$(CMAKE) --build build-bench -j 2
 	build-bench/bconv2d_threads
+
+# ---------------------------------------------------------------------------------------------
+# Mutation testing (not part of `make test`; hours on two cores): mutmut changes the training math
+# (quantizers, nn, methods, optim), the deploy passes and the runtime's float ops one small bug at
+# a time and runs only that module's tests (tests/mutation/modules.toml), one worker, niced.
+# Results accumulate in .mutmut-cache (a rerun tests only what is new or survived); the report of
+# survivors is tests/mutation/report.md. One module: make mutation MUTATION_ARGS=src/onebit/optim.py;
+# only the earlier survivors (after adding tests): make mutation MUTATION_ARGS=--survivors
+# ---------------------------------------------------------------------------------------------
+MUTMUT_VERSION ?= 2.5.1
+MUTATION_ARGS ?=
+
+.PHONY: mutation
+mutation: setup
+	$(PIP) install -q "mutmut==$(MUTMUT_VERSION)"
+	nice -n 15 $(PY) tests/mutation/run.py $(MUTATION_ARGS)

@@ -1,0 +1,257 @@
+"""The papers' defaults of every method and quantizer (METHODS.md: the paper by default, the
+official code's variant behind a named option), checked through behaviour where it can be, plus
+edge cases of the training helpers: an all-zero output channel frozen to +1, and BiPer's stage
+switch reaching every layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from onebit import methods, quantizers
+from onebit.methods import BNN, BWN, AdderNet, BinaryConnect, BiPer, BiReal, XNORNet, binarize_
+from onebit.nn import QuantConv2d, QuantLinear
+
+
+def _cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 3),
+    )
+
+
+def _weight_grad(q: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    w = w.clone().requires_grad_(True)
+    q(w).backward(torch.ones_like(w))
+    return w.grad
+
+
+def _w() -> torch.Tensor:
+    torch.manual_seed(1)
+    w = torch.randn(3, 2, 3, 3) * 0.8
+    w[0, 0, 0, 0] = 1.5  # outside the clip range: its STE gradient is 0
+    return w
+
+
+# --------------------------------------------------------------------------------------------
+# quantizers: default arguments, each checked by what the quantizer computes
+# --------------------------------------------------------------------------------------------
+def test_magnitude_aware_sign_defaults_to_the_papers_gradient():
+    w = _w()
+    q = quantizers.MagnitudeAwareSign()
+    assert q.detach_scale is False and q.clip == 1.0
+    alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+    expect = alpha * (w.abs() <= 1).to(w.dtype)  # paper: d(alpha sign W)/dW = alpha 1[|W| <= 1]
+    torch.testing.assert_close(_weight_grad(q, w), expect.expand_as(w))
+    # the official code's variant only behind the option
+    torch.testing.assert_close(_weight_grad(quantizers.MagnitudeAwareSign(detach_scale=True), w),
+                               (w.abs() <= 1).to(w.dtype))
+
+
+def test_sign_quantizers_default_to_clip_one():
+    w = _w()
+    mask = (w.abs() <= 1).to(w.dtype)
+    for q in (quantizers.Sign(), quantizers.StochasticSign().eval()):
+        assert q.clip == 1.0
+        torch.testing.assert_close(_weight_grad(q, w), mask)
+    x = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0], requires_grad=True)
+    quantizers.Sign()(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_scaled_sign_defaults_to_the_xnor_papers_gradient():
+    w = _w()
+    q = quantizers.ScaledSign()
+    assert q.clip == 1.0 and q.needs_latent_clip
+    n = w[0].numel()
+    alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+    expect = 1.0 / n + alpha * (w.abs() <= 1).to(w.dtype)
+    torch.testing.assert_close(_weight_grad(q, w), expect)
+
+
+def test_periodic_sign_defaults_to_omega0_20_stage_2():
+    q = quantizers.PeriodicSign()
+    assert q.omega0 == 20.0 and q.stage == 2 and q.precision == 1
+    w = torch.linspace(-0.3, 0.3, 13)
+    assert torch.equal(q(w), torch.where(torch.sin(20 * w) < 0, -1.0, 1.0))
+    torch.testing.assert_close(_weight_grad(q, w), 20 * torch.cos(20 * w))
+
+
+def test_approx_sign_defaults_to_no_normalisation():
+    q = quantizers.ApproxSign().train()
+    assert q.normalize_std is False
+    x = torch.tensor([[-1.5, -0.5, 0.0, 0.25, 0.75, 3.0]], requires_grad=True)
+    q(x * 10).sum().backward()  # scaling x by 10 changes F'(10x), which a normalisation would undo
+    expect = (2 - 2 * (10 * x.detach()).abs()).clamp_min(0) * 10
+    torch.testing.assert_close(x.grad, expect)
+
+
+def test_kbit_defaults_to_two_bits():
+    q = quantizers.KBit()
+    assert q.bits == 2 and q.precision == 2
+    x = torch.linspace(-1, 1, 101)
+    torch.testing.assert_close(q(x).unique(), torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))
+
+
+# --------------------------------------------------------------------------------------------
+# methods: the paper's configuration by default
+# --------------------------------------------------------------------------------------------
+def _binary_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+
+
+def test_bireal_defaults_to_the_papers_gradient_in_a_model():
+    m = BiReal()
+    assert m.detach_scale is False and m.pad_value == 0.0
+    model = binarize_(_cnn(), m)
+    layers = _binary_layers(model)
+    assert layers
+    w = _w()
+    for layer in layers:
+        assert isinstance(layer.weight_quantizer, quantizers.MagnitudeAwareSign)
+        assert layer.weight_quantizer.detach_scale is False
+        assert isinstance(layer.input_quantizer, quantizers.ApproxSign)
+        assert layer.input_quantizer.normalize_std is False
+    alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(_weight_grad(layers[0].weight_quantizer, w),
+                               alpha * (w.abs() <= 1).to(w.dtype))
+    # weight decay 0 on binary weights, no latent clip (the paper's recipe)
+    assert m.binary_weight_decay == 0.0 and not m.latent_clip
+    groups = m.param_groups(model, 5e-4)
+    binary = {id(layer.weight) for layer in layers}
+    for g in groups:
+        if any(id(p) in binary for p in g["params"]):
+            assert g["weight_decay"] == 0.0
+
+
+def test_bnn_defaults():
+    m = BNN()
+    assert m.pad_value == 0.0 and m.output_bn is True and m.latent_clip
+    model = binarize_(_cnn(), m)
+    layers = _binary_layers(model)
+    assert len(layers) == 5  # every layer, first and last included
+    assert layers[0].input_quantizer is None  # the first layer's input stays real
+    for layer in layers:
+        assert isinstance(layer.weight_quantizer, quantizers.Sign) and layer.weight_quantizer.clip == 1.0
+    for layer in layers[1:]:
+        assert isinstance(layer.input_quantizer, quantizers.Sign) and layer.input_quantizer.clip == 1.0
+    assert not any(isinstance(x, nn.ReLU) for x in model.modules())
+    assert any(isinstance(x, nn.Hardtanh) for x in model.modules())
+
+
+def test_binaryconnect_defaults_to_deterministic_sign():
+    m = BinaryConnect()
+    assert m.stochastic is False and m.latent_clip
+    model = binarize_(_cnn(), m)
+    for layer in _binary_layers(model):
+        assert type(layer.weight_quantizer) is quantizers.Sign and layer.input_quantizer is None
+    assert any(isinstance(x, nn.ReLU) for x in model.modules())  # activations stay real
+
+
+def test_bwn_and_xnor_defaults():
+    assert BWN().latent_clip
+    x = XNORNet()
+    assert x.k_map is True and x.pad_value == 0.0 and x.latent_clip  # the paper's K map
+    model = binarize_(_cnn(), x)
+    layers = _binary_layers(model)
+    assert layers
+    convs = [layer for layer in layers if isinstance(layer, QuantConv2d)]
+    assert convs and all(c.input_scaling == "xnor_k" for c in convs)
+    for layer in layers:
+        assert type(layer.weight_quantizer) is quantizers.ScaledSign
+    # first and last layers stay float
+    assert isinstance(model[0], nn.Conv2d) and not isinstance(model[0], QuantConv2d)
+    assert type(model[-1]) is nn.Linear
+
+
+def test_biper_defaults():
+    m = BiPer()
+    assert (m.omega0, m.stage, m.tau, m.normalize_input, m.pad_value) == (20.0, 2, 0.0, False, 0.0)
+    model = binarize_(_cnn(), m)
+    layers = _binary_layers(model)
+    assert layers and m.regularizer(model) is None
+    for layer in layers:
+        assert layer.weight_quantizer.omega0 == 20.0 and layer.weight_quantizer.stage == 2
+        assert layer.scale is not None  # the learnable per-channel scale
+        assert layer.input_quantizer.normalize_std is False
+
+
+def test_addernet_defaults_to_eta_0_2():
+    assert AdderNet().eta == 0.2
+    from onebit.nn import AdderConv2d
+
+    assert AdderConv2d(2, 3, 3).eta == 0.2
+    model = binarize_(_cnn(), "addernet")
+    adders = [m for m in model.modules() if isinstance(m, AdderConv2d)]
+    assert len(adders) == 2 and all(a.eta == 0.2 for a in adders)  # all convs but the first
+
+
+def test_get_method_by_name_gives_the_defaults():
+    for name in methods.list_methods():
+        assert methods.get_method(name).get_config() == type(methods.get_method(name))().get_config()
+    assert methods.get_method("bireal").detach_scale is False
+
+
+# --------------------------------------------------------------------------------------------
+# training helpers: edge cases
+# --------------------------------------------------------------------------------------------
+def test_biper_set_stage_switches_every_periodic_sign():
+    m = BiPer(stage=1)
+    model = binarize_(_cnn(), m)
+    qs = [x for x in model.modules() if isinstance(x, quantizers.PeriodicSign)]
+    assert len(qs) >= 3 and all(q.stage == 1 for q in qs)
+    m.set_stage_(model, 2)
+    assert [q.stage for q in qs] == [2] * len(qs)
+    for layer in _binary_layers(model):
+        assert set(layer.quantized_weight().unique().tolist()) <= {-1.0, 1.0}
+    m.set_stage_(model, 1)
+    assert [q.stage for q in qs] == [1] * len(qs) and m.stage == 1
+
+
+@pytest.mark.filterwarnings("ignore::onebit.nn.LatentClipWarning")
+def test_freezing_an_all_zero_output_channel_gives_plus_one():
+    from onebit.train.runner import freeze_binary_weights_
+
+    for wq in ("magnitude_aware_sign", "sign", "scaled_sign"):
+        conv = QuantConv2d(2, 3, 3, bias=False, weight_quantizer=wq)
+        lin = QuantLinear(4, 2, bias=False, weight_quantizer=wq)
+        with torch.no_grad():
+            conv.weight.normal_()
+            conv.weight[1].zero_()  # alpha = 0: the quantized channel is all zeros
+            lin.weight.uniform_(-1, 1)
+            lin.weight[0].zero_()
+        model = nn.Sequential(conv, nn.Flatten(), nn.Linear(3, 4), lin)
+        assert freeze_binary_weights_(model) == 2
+        assert torch.equal(conv.weight[1], torch.ones_like(conv.weight[1])), wq
+        assert torch.equal(lin.weight[0], torch.ones_like(lin.weight[0])), wq
+        for layer in (conv, lin):
+            assert set(layer.weight.unique().tolist()) <= {-1.0, 1.0}
+            assert torch.equal(layer.quantized_weight(), layer.weight)
+
+
+def test_kbit_rounds_exact_float32_ties_half_up():
+    # 4 bits: 15 * (x + 1) / 2 lands exactly on 4.5 and 10.5 in float32 at x = -0.4 and +0.4
+    x = torch.tensor([-0.4, 0.4], dtype=torch.float32)
+    v = 15 * (x + 1) / 2
+    assert v.tolist() == [4.5, 10.5]
+    # round half up (the documented rule, floor(v + 1/2)) gives 5 and 11; torch.round (half to
+    # even) would give 4 and 10
+    assert torch.round(v).tolist() == [4.0, 10.0]
+    q = quantizers.KBit(4)(x)
+    expect = 2 * (torch.tensor([5.0, 11.0]) / 15 - 0.5)
+    assert torch.equal(q, expect)
+    assert torch.equal(quantizers.KBitFunction.apply(x, 4), expect)
+    # an odd multiple of 1/(2^k - 1) - 1 lands on every tie between two levels
+    for bits in (2, 3, 5):
+        levels = 2**bits - 1
+        ties = torch.arange(levels, dtype=torch.float64) + 0.5
+        xt = (2 * ties / levels - 1).float()
+        vt = levels * (xt + 1) / 2
+        on_tie = vt == vt.floor() + 0.5
+        assert on_tie.any()
+        got = quantizers.KBit(bits)(xt)
+        assert torch.equal(got[on_tie], 2 * ((vt[on_tie].floor() + 1) / levels - 0.5))
