@@ -6,8 +6,9 @@ Usage:
     python benchmarks/models.py [--repeats 10] [--threads 1 2] [--batch-sizes 1 8] [--out F.json]
 
 Each thread count runs in its own process with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set to it
-(NumPy's float matmuls, onebit's kernels and PyTorch all get that many threads); inside it the
-three models run alternately; the medians of the repeats are reported, and the minima beside
+(NumPy's float matmuls, onebit's kernels, PyTorch and ONNX Runtime all get that many threads);
+inside it the models run alternately, each call after a 50 ms pause (so that the previous
+model's spinning worker threads do not hold a core); the medians of the repeats are reported, and the minima beside
 them (on a shared machine, noise only ever adds time). The ResNet-18 here is
 the standard ImageNet one (7x7/2 stem, max pool, [2, 2, 2, 2] basic blocks, 1.82 G MACs); the XNOR
 model is that network binarized by ``binarize_(model, "xnor")`` (first and last layer float, K
@@ -126,7 +127,9 @@ def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats:
 
         named = {REFERENCE: run_torch, **{n: (lambda f=f: f(x)) for n, f in others.items()},
                  **{n: (lambda m=m: m(x)) for n, m in models.items()}}
-        samples = alternating_times(list(named.values()), repeats)
+        # the pause lets PyTorch's and ONNX Runtime's spinning worker threads go idle before the
+        # next model runs (at 2 threads they would otherwise hold the second core)
+        samples = alternating_times(list(named.values()), repeats, settle_s=0.05)
         med = dict(zip(named, (statistics.median(t) for t in samples)))
         low = dict(zip(named, (min(t) for t in samples)))
         for name in named:

@@ -26,7 +26,8 @@ def _machine(m: dict) -> str:
 def kernels_table(res: dict) -> str:
     lim = res["tile_limit"]
     lines = [f"Machine: {_machine(res['machine'])}. Tile limit in this run (binary GEMM "
-             f"{lim['shape']}, 1 thread): {lim['g_binary_macs']:.0f} G binary MAC/s.", "",
+             f"{lim['shape']}, 1 thread, best block): {lim['g_binary_macs_of_min']:.0f} G binary "
+             "MAC/s per thread.", "",
              "| layer | threads | PyTorch fp32 ms | onebit ms | speed-up | G binary MAC/s "
              "| % of tile limit | kernel |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]

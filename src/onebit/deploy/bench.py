@@ -41,15 +41,19 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def alternating_times(fns: Sequence[Callable[[], Any]], repeats: int,
-                      warmup: int = 2) -> list[list[float]]:
+                      warmup: int = 2, settle_s: float = 0.0) -> list[list[float]]:
     """Seconds of each of ``repeats`` calls of each function, the functions called alternately
-    (so that a busy moment of a shared machine hits all of them alike)."""
+    (so that a busy moment of a shared machine hits all of them alike). ``settle_s`` pauses
+    before each call, so that worker threads still spinning after the previous function's call
+    (OpenMP's, ONNX Runtime's) go idle instead of taking a core from the next one."""
     for _ in range(warmup):
         for f in fns:
             f()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for f, t in zip(fns, times):
+            if settle_s > 0:
+                time.sleep(settle_s)
             start = time.perf_counter()
             f()
             t.append(time.perf_counter() - start)
