@@ -47,6 +47,7 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")  # building the model file needs torch; the CLI run does not
     import onebit.models as M
     from onebit.deploy import convert, save
     from onebit.methods import binarize_
