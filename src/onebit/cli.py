@@ -29,7 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from onebit import __version__
 from onebit.errors import OnebitError, UserError
+from onebit.recipes import list_recipes
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -44,8 +46,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from onebit import __version__
-
     p = _Parser(prog=PROG, description="Train 1-bit and multiplication-free networks; inspect them.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--debug", action="store_true",
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    # yaml only here: predict/bench/inspect/list run without it
     from onebit.train.config import ConfigError, apply_overrides, load_config, validate
 
     overrides = list(args.overrides)
@@ -131,16 +132,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               "use --config X --resume to resume X's run")
     cfg = apply_overrides(cfg, overrides) if overrides else validate(cfg)
     _check_run_name(cfg["name"])
+    # torch only here: the runtime commands run without it
     from onebit.train.build import check_buildable
     from onebit.train.config import resolve_stages
 
     for stage in resolve_stages(cfg):
         check_buildable(stage)
     if args.print_config:
+        # yaml only here: the runtime commands run without it
         from onebit.train.config import dump_yaml
 
         print(dump_yaml(cfg), end="")
         return 0
+    # torch and lightning only when training: the runtime commands run without them
     from onebit.train.runner import train
 
     from onebit.train.artifacts import unverified_checkpoints
@@ -148,6 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with unverified_checkpoints(args.ignore_checksum):
         results = train(cfg, resume=bool(resume), overwrite=args.overwrite)
     if results is not None:
+        # torch and lightning only when training: the runtime commands run without them
         from onebit.train.runner import run_dir_of
 
         acc = results["test_acc"]
@@ -159,6 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _check_run_name(name: Any) -> None:
     """A run name is one directory name: no separator, no ``..``, nothing hidden."""
+    # yaml only here: the runtime commands run without it
     from onebit.train.config import ConfigError
 
     text = str(name)
@@ -171,6 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if Path(args.checkpoint).suffix == ".onebit":
         raise UserError(f"{args.checkpoint} is an exported .onebit model, not a training checkpoint; "
                         f"score it with `{PROG} predict {args.checkpoint} --images X --labels Y`")
+    # torch and lightning only here: the runtime commands run without them
     from onebit.train.artifacts import unverified_checkpoints
     from onebit.train.runner import evaluate_checkpoint
 
@@ -188,6 +195,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    # torch and yaml only here: the runtime commands run without them
     from onebit.train.build import _hint
     from onebit.train.config import ConfigError
 
@@ -218,20 +226,21 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "models":
+        # torch only here: `onebit list` of the other kinds runs without it
         from onebit.models import list_models
 
         names = list_models()
     elif args.what == "methods":
+        # torch only here: `onebit list` of the other kinds runs without it
         from onebit.methods import list_methods
 
         names = list_methods()
     elif args.what == "datasets":
+        # startup: onebit.data (urllib, tarfile) loads only for `list datasets`
         from onebit.data import list_datasets
 
         names = list_datasets() + ["synthetic"]
     else:
-        from onebit.recipes import list_recipes
-
         names = list_recipes()
     print("\n".join(names))
     return 0

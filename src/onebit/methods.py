@@ -57,6 +57,7 @@ from torch import nn
 from onebit import quantizers
 from onebit.nn.adder import AdderConv2d
 from onebit.nn.layers import LatentClipWarning, QuantConv2d, QuantLinear
+from onebit.optim import biper_regularizer, param_groups
 
 __all__ = [
     "Method",
@@ -139,8 +140,6 @@ class Method:
     def param_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups: binary latent weights get ``binary_weight_decay`` (when the
         method sets one), everything else ``weight_decay``."""
-        from onebit.optim import param_groups
-
         bwd = weight_decay if self.binary_weight_decay is None else self.binary_weight_decay
         return param_groups(model, weight_decay, binary_weight_decay=bwd)
 
@@ -408,7 +407,6 @@ class BiPer(Method):
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
         if self.tau == 0:
             return None
-        from onebit.optim import biper_regularizer
 
         return biper_regularizer(model, self.tau)
 

@@ -38,6 +38,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from onebit.analysis.biper import (
+    biper_relative_quantization_error,
+    fit_laplace_scale,
+    recommend_omega0,
+)
+
 __all__ = ["LayerRow", "Totals", "Summary", "summarize", "render", "xnor_speedup",
            "biper_omega0_report"]
 
@@ -127,12 +133,6 @@ def biper_omega0_report(model: nn.Module, tolerance: float = 0.05) -> dict[str, 
     fitted to their latent weights, "omega0": the value in use (the first layer's),
     "relative_qe": its relative quantization error, "recommended_omega0": the recommendation for
     b, "recommended_relative_qe"}``; None for other models."""
-    from onebit.analysis.biper import (
-        biper_relative_quantization_error,
-        fit_laplace_scale,
-        recommend_omega0,
-    )
-
     layers = [m for m in model.modules()
               if getattr(getattr(m, "weight_quantizer", None), "name", "") == "periodic_sign"]
     if not layers:

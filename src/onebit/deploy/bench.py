@@ -87,6 +87,7 @@ def _child(path: str, threads: int, batch_sizes: Sequence[int], repeats: int) ->
         return rows
     import torch  # optional here: the runtime-only install times the runtime alone
 
+    # torch only here: `onebit bench` runs without it
     from onebit.deploy.torch_graph import GraphTorchModule
 
     torch.set_num_threads(threads)
@@ -125,6 +126,7 @@ def bench(path: str | os.PathLike[str], batch_sizes: Sequence[int] = (1, 8),
 
 
 def _float32_weight_bytes(graph: Any) -> int:
+    # torch only here: `onebit bench` runs without it
     from onebit.deploy.torch_graph import GraphTorchModule
 
     return int(GraphTorchModule(graph).float32_weight_bytes())

@@ -45,6 +45,7 @@ def _export(args: argparse.Namespace) -> int:
     if Path(args.checkpoint).suffix == ".onebit":
         raise _user_error(f"{args.checkpoint} is already an exported .onebit model; export takes "
                           "a run directory, its model.safetensors or a .ckpt")
+    # torch, yaml and the converter only here: predict/bench/inspect run without them
     from onebit.data import DATASETS
     from onebit.deploy import ConversionError, convert, save
     from onebit.train.artifacts import load_weights_file, unverified_checkpoints
@@ -77,12 +78,15 @@ def _export(args: argparse.Namespace) -> int:
 
 def _export_onnx(graph: Any, args: argparse.Namespace) -> int:
     """``--format onnx`` (the float simulation) or ``--format qonnx`` (BipolarQuant / Quant)."""
+    # startup: the ONNX writers load only for --format onnx/qonnx
     from onebit.deploy.onnx_export import ExportError
 
     try:
         if args.format == "qonnx":
+            # optional (interop extra: onnx, qonnx): loaded only for this format
             from onebit.deploy.qonnx import export_qonnx as write
         else:
+            # the writer for --format onnx (it imports onnx itself, when called)
             from onebit.deploy.onnx_export import export_onnx as write
         proto = write(graph, args.out)
     except ImportError as exc:
@@ -101,6 +105,7 @@ def _naming(path: str, exc: BaseException) -> str:
 
 
 def _read_array(path: str, what: str) -> np.ndarray:
+    # startup: onebit.data loads only when an input file is read
     from onebit.data.idx import IDXFormatError, read_idx
 
     p = Path(path)
@@ -116,6 +121,7 @@ def _read_array(path: str, what: str) -> np.ndarray:
 
 def _compare(run: str, x: np.ndarray, logits: np.ndarray, batch_size: int) -> dict[str, Any]:
     """PyTorch logits of the run's model on ``x`` beside the runtime's ``logits``."""
+    # torch and yaml only for --compare: predict runs without them
     import torch
 
     from onebit.train.artifacts import load_weights_file
@@ -174,6 +180,7 @@ def _num_classes(model: Any) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    # startup: the runtime (native kernels) loads only for a command that reads a model
     import onebit.runtime as rt
 
     try:
@@ -209,6 +216,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    # startup: the runtime (native kernels) loads only for a command that reads a model
     import onebit.runtime as rt
 
     try:
@@ -263,6 +271,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    # startup: the runtime (native kernels) loads only for a command that reads a model
     import onebit.runtime as rt
     from onebit.deploy.bench import bench
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onebit import __version__
 from onebit.deploy.adder_int8 import calibrate_adder_scale, quantize_adder_layer
 from onebit.deploy.int8_convs import quantize_float_convs
 from onebit.deploy.passes import materialize, run_passes
@@ -166,7 +167,6 @@ def convert(model: nn.Module, *, example_input_shape: Sequence[int] | None = Non
         graph_nodes, tensors = materialize(nodes)
     finally:
         model.train(was_training)
-    from onebit import __version__
 
     metadata: dict[str, Any] = {"method": _method_name(model), "onebit_version": __version__}
     if norm is not None:

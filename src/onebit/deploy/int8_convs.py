@@ -20,6 +20,7 @@ import numpy as np
 
 from onebit.kernels.int8conv import calibrate_activations
 from onebit.runtime.graph import Graph, Node
+from onebit.runtime.model import Model
 
 __all__ = ["quantize_float_convs"]
 
@@ -34,8 +35,6 @@ def _eligible(node: Node, graph: Graph, scope: str) -> bool:
 def _input_ranges(graph: Graph, targets: list[Node], x: np.ndarray) -> dict[str, np.ndarray]:
     """The calibration batch's values at each target conv's input, from the graph itself run by
     the runtime node by node (only min and max are used)."""
-    from onebit.runtime.model import Model
-
     model = Model(graph, num_threads=None, fuse=False, tune=False)
     wanted = {id(n) for n in targets}
     seen: dict[str, np.ndarray] = {}

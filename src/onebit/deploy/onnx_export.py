@@ -48,7 +48,7 @@ class ExportError(ValueError):
 
 def _onnx() -> Any:
     try:
-        import onnx
+        import onnx  # optional: the interop extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'onebit[interop]'") \
             from exc
@@ -341,6 +341,7 @@ def to_graph(model: Any, example_input_shape: Any = None, **convert_kwargs: Any)
     """``model`` itself when it is a :class:`Graph`, else :func:`onebit.deploy.convert` of it."""
     if isinstance(model, Graph):
         return model
+    # torch only for a torch model: a Graph exports without it
     from onebit.deploy.convert import convert
 
     return convert(model, example_input_shape=example_input_shape, **convert_kwargs)

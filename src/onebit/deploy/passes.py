@@ -26,6 +26,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import torch
 
 from onebit.deploy.trace import ConversionError, PNode
 from onebit.kernels import sign_thresholds
@@ -219,8 +220,6 @@ def exact_thresholds(layer: Any, folded: list[Any], n: int) -> tuple[np.ndarray,
     be evaluated this way (no ``output_affine``/``binary_weight``, a fold that was not a
     BatchNorm module, or a decision that is not monotone in ``acc``).
     """
-    import torch
-
     split = getattr(layer, "binary_weight", lambda: None)()
     if split is None or not hasattr(layer, "output_affine") or not all(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onebit.kernels.int8conv import quantize_conv_weight
 from onebit.nn.functional import adder_conv2d
 from onebit.runtime.binary_ops import unpack_signs
 from onebit.runtime.graph import Graph, Node
@@ -127,7 +128,6 @@ def _conv2d_int8(m: GraphTorchModule, i: int, node: Node, xs: list[torch.Tensor]
     w = m._w(i, "weight")
     if not m.exact:  # the float baseline
         return F.conv2d(x, w, m._w(i, "bias"), a["stride"], a["padding"], a["dilation"])
-    from onebit.kernels.int8conv import quantize_conv_weight
 
     scale, zp, qmax = a["act_scale"], a["act_zero_point"], 2 ** a["act_bits"] - 1
     inv = torch.tensor(1.0 / scale, dtype=torch.float32)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from onebit.kernels.int8conv import ActivationQuant, conv2d_int8, prepare_conv2d_int8
 from onebit.runtime import binary_ops, float_ops
 from onebit.runtime.checks import (
     MAX_CHANNELS,
@@ -116,8 +117,6 @@ def _compile_conv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
 
 
 def _act_quant(a: dict[str, Any]) -> Any:
-    from onebit.kernels.int8conv import ActivationQuant
-
     return ActivationQuant(scale=float(a["act_scale"]), zero_point=int(a["act_zero_point"]),
                            bits=int(a["act_bits"]))
 
@@ -141,8 +140,6 @@ def _check_conv2d_int8(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 
 
 def _compile_conv2d_int8(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
-    from onebit.kernels.int8conv import conv2d_int8, prepare_conv2d_int8
-
     a = node.attrs
     prepared = prepare_conv2d_int8(np.asarray(t["weight"], dtype=np.float32), _act_quant(a),
                                    bias=t.get("bias"), weight_bits=int(a["weight_bits"]))

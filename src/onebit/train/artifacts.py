@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from onebit.train.config import ConfigError
@@ -161,8 +163,6 @@ def write_json(path: Path, data: Any) -> None:
 
 def save_weights(model: nn.Module, config: dict[str, Any], path: Path) -> None:
     """``model.state_dict()`` + the config as ``path`` (safetensors), written atomically."""
-    from safetensors.torch import save_file
-
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"format": WEIGHTS_FORMAT, "version": str(WEIGHTS_VERSION),
             "config": json.dumps(config, default=str)}
@@ -196,8 +196,6 @@ def load_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
                           "model.safetensors or a checkpoints/last.ckpt")
     verify_file_digest(p)
     if p.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -357,9 +355,11 @@ def plot_curves(metrics_csv: Path | list[tuple[str, Path]], out_png: Path, title
     series, spans = _stage_series(parts)
     if not series:
         return False
+    # heavy: matplotlib loads only when curves are plotted
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    # after use("Agg"): pyplot picks its backend when imported
     import matplotlib.pyplot as plt
 
     panels = [(t, ylabel, k, {m: label for m, label in keys.items() if m in series})

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onebit.optim import binary_weight_layers as _optim_binary_weight_layers
 from onebit.train.config import ConfigError
 from onebit.train.recipe import _hint  # noqa: F401  (the command line's name suggestions)
 from onebit.train.recipe import DatasetMeta, Stage, dataset_meta, resolve_stage
@@ -41,6 +42,7 @@ def build_model(stage: Stage | dict[str, Any]) -> tuple[nn.Module, Any]:
     model by ``nn.Hardtanh`` (``clip(x, -1, 1)``) before the method is applied: the real-valued
     pretraining of Bi-Real Net, for architectures without an ``activation`` option.
     """
+    # native kernels (onebit.nn): onebit.train imports without the compiled extension
     from onebit import binarize_
     from onebit.models import create
 
@@ -64,9 +66,7 @@ def build_model(stage: Stage | dict[str, Any]) -> tuple[nn.Module, Any]:
 
 def binary_weight_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Layers whose weight quantizer is binary (``weight_quantizer.is_binary``), by module name."""
-    from onebit.optim import binary_weight_layers as layers
-
-    return dict(layers(model))
+    return dict(_optim_binary_weight_layers(model))
 
 
 def load_weights_(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:

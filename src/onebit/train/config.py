@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from onebit.errors import OnebitError
+from onebit.recipes import find_recipe
 
 #: The built-in ``synthetic`` dataset (``data.name: synthetic``): tiny, generated, no files, for
 #: smoke tests of the whole pipeline. Each class has a fixed random prototype image; a sample is
@@ -263,8 +264,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     ``path`` is a file, or the bare name of a recipe shipped in the package (:mod:`onebit.recipes`,
     e.g. ``bireal_fmnist_cnn_fashion_mnist``); a file of that name in the working directory wins.
     """
-    from onebit.recipes import find_recipe
-
     path = Path(path)
     if not path.is_file():
         packaged = find_recipe(str(path))

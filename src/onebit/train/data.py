@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from onebit.data import load_dataset
 from onebit.train.config import SYNTHETIC, ConfigError
+from onebit.train.recipe import resolve_stage
 
 __all__ = ["EpochSampler", "ResumableBatches", "OnebitDataModule", "split_train_val", "SYNTHETIC",
            "synthetic_dataset"]
@@ -200,8 +202,6 @@ class OnebitDataModule(L.LightningDataModule):
     def from_config(cls, cfg: Any) -> "OnebitDataModule":
         """From a :class:`~onebit.train.recipe.Stage` (or a stage's config dict)."""
         if isinstance(cfg, dict):
-            from onebit.train.recipe import resolve_stage
-
             cfg = resolve_stage(cfg)
         d = cfg.data
         return cls(name=d.name, data_dir=d.data_dir, download=d.download,
@@ -213,7 +213,6 @@ class OnebitDataModule(L.LightningDataModule):
     def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if self.name == "synthetic":
             return synthetic_dataset(split)
-        from onebit.data import load_dataset
 
         return load_dataset(self.name, split, data_dir=self.data_dir, download=self.download)
 

@@ -32,7 +32,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from onebit.data.transforms import RandomCrop, RandomHorizontalFlip
+from onebit.optim import clip_latent_weights_, param_groups
 from onebit.train.build import binary_weight_layers, build_model
+from onebit.train.data import OnebitDataModule
 from onebit.train.recipe import Stage, resolve_stage
 
 __all__ = ["OnebitModule", "LRSchedule", "flip_ratio", "quantization_error", "quantization_target"]
@@ -154,8 +157,6 @@ class OnebitModule(L.LightningModule):
         """uint8 ``[B, H, W, C]`` -> normalised float ``[B, C, H, W]`` (augmented if asked)."""
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         if augment and (self.crop_padding or self.hflip):
-            from onebit.data.transforms import RandomCrop, RandomHorizontalFlip
-
             g = torch.Generator()
             rank = self.trainer.global_rank if self._trainer is not None else 0
             g.manual_seed((self.stage.seed * 1_000_003 + self.global_step) * 4099 + rank)
@@ -210,8 +211,6 @@ class OnebitModule(L.LightningModule):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         if self.clip_latent:
-            from onebit.optim import clip_latent_weights_
-
             clip_latent_weights_(self.model)
 
     # ------------------------------------------------------------------ flip ratio, quant. error
@@ -287,8 +286,6 @@ class OnebitModule(L.LightningModule):
         which builds the training loader before a checkpoint is restored and so keeps Lightning
         from restoring the loader's mid-epoch position on resume.
         """
-        from onebit.train.data import OnebitDataModule
-
         trainer = self.trainer
         dm = trainer.datamodule
         acc = trainer.accumulate_grad_batches
@@ -306,8 +303,6 @@ class OnebitModule(L.LightningModule):
         return total, spe
 
     def configure_optimizers(self) -> Any:
-        from onebit.optim import param_groups
-
         o = self.stage.optim
         if o.binary_weight_decay is None:
             groups = self.method.param_groups(self.model, o.weight_decay)

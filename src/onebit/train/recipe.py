@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onebit.data import DATASETS, list_datasets
+from onebit.data.catalog import canonical_name
 from onebit.train.config import SYNTHETIC, ConfigError, resolve_stages
 
 __all__ = [
@@ -66,8 +68,6 @@ def dataset_meta(cfg: dict[str, Any]) -> DatasetMeta:
         spec = SYNTHETIC
         return DatasetMeta("synthetic", spec["num_classes"], spec["input_size"], spec["mean"],
                            spec["std"])
-    from onebit.data import DATASETS, list_datasets
-    from onebit.data.catalog import canonical_name
 
     try:
         key = canonical_name(name)
@@ -102,6 +102,7 @@ class MethodSpec:
 
     def create(self) -> Any:
         """A new method object (the options are known to be valid)."""
+        # native kernels (onebit.nn): onebit.train imports without the compiled extension
         from onebit.methods import get_method
 
         return get_method(self.name, **self.options)
@@ -213,6 +214,7 @@ class Recipe:
 
 
 def _check_model(name: str, options: dict[str, Any]) -> None:
+    # native kernels (onebit.nn): onebit.train imports without the compiled extension
     from onebit.models import list_models, model_info
 
     known = list_models()
@@ -228,6 +230,7 @@ def _check_model(name: str, options: dict[str, Any]) -> None:
 
 
 def _check_method(name: str, options: dict[str, Any]) -> None:
+    # native kernels (onebit.nn): onebit.train imports without the compiled extension
     from onebit.methods import get_method, list_methods
 
     known = list_methods()

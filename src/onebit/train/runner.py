@@ -34,14 +34,23 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+import torch.distributed as dist
 import yaml
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+import onebit
+from onebit.analysis.summary import summarize
 from onebit.train import artifacts
 from onebit.train.build import binary_weight_layers, load_weights_
+from onebit.train.callbacks import AtomicCheckpoint
 from onebit.train.config import ConfigError, dump_yaml
 from onebit.train.cost import CostReport, stage_work
+from onebit.train.data import OnebitDataModule
+from onebit.train.module import OnebitModule
 from onebit.train.recipe import Recipe, Stage, resolve, resolve_stage
 
 __all__ = ["run_dir_of", "train", "evaluate_checkpoint", "evaluate_model", "freeze_binary_weights_",
@@ -76,8 +85,6 @@ def run_dir_of(cfg: dict[str, Any] | Recipe) -> Path:
 
 
 def _rank() -> int:
-    from lightning.pytorch.utilities import rank_zero_only
-
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
@@ -149,8 +156,6 @@ def evaluate_model(module: Any, loader: Any, device: torch.device) -> dict[str, 
 
 
 def _module_from_state(state: dict[str, torch.Tensor], stage: Stage):
-    from onebit.train.module import OnebitModule
-
     module = OnebitModule(stage)
     missing = load_weights_(module.model, state, "checkpoint")
     if missing:
@@ -163,8 +168,6 @@ def evaluate_checkpoint(path: str, data_dir: str | None = None, accelerator: str
                         batch_size: int | None = None, test_subset: int | None = None
                         ) -> dict[str, Any]:
     """Score a run directory, ``model.safetensors`` or ``.ckpt`` on its dataset's test split."""
-    from onebit.train.data import OnebitDataModule
-
     state, config = artifacts.load_weights_file(path)
     config = dict(config)
     config["data"] = dict(config["data"])
@@ -256,11 +259,10 @@ def reestimate_batchnorm_(module: Any, loader: Any, batches: int | None, device:
 
 
 def _loggers(stage: Stage, stage_dir: Path) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-
     out = [CSVLogger(save_dir=str(stage_dir), name="", version="")]
     if stage.output.tensorboard:
         try:
+            # inside the try: tensorboard is optional
             from lightning.pytorch.loggers import TensorBoardLogger
 
             out.append(TensorBoardLogger(save_dir=str(stage_dir), name="tb", version="",
@@ -271,8 +273,6 @@ def _loggers(stage: Stage, stage_dir: Path) -> list:
 
 
 def _trainer(stage: Stage, stage_dir: Path, callbacks: list):
-    import lightning as L
-
     t = stage.trainer
     kw: dict[str, Any] = {}
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
@@ -293,8 +293,6 @@ def _trainer(stage: Stage, stage_dir: Path, callbacks: list):
 
 
 def _gather_digests(trainer: Any, digest: str) -> list[str]:
-    import torch.distributed as dist
-
     if trainer.world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
         return [digest]
     out: list[Any] = [None] * dist.get_world_size()
@@ -310,8 +308,6 @@ def _barrier(trainer: Any) -> None:
 def _datamodule(stage: Stage, cache: dict[str, Any]) -> Any:
     """The stage's DataModule with its data read (or downloaded), shared by stages with the same
     data settings; a missing dataset fails here, before a run directory is created."""
-    from onebit.train.data import OnebitDataModule
-
     key = (stage.data, stage.seed)  # frozen dataclasses: equal settings share the data
     if key not in cache:
         dm = OnebitDataModule.from_config(stage)
@@ -322,12 +318,6 @@ def _datamodule(stage: Stage, cache: dict[str, Any]) -> Any:
 
 def _run_stage(stage: Stage, stage_dir: Path, init: tuple[dict, str] | None, resume: bool,
                dm: Any, cost: Any) -> dict[str, Any] | None:
-    import lightning as L
-
-    from onebit.analysis.summary import summarize
-    from onebit.train.callbacks import AtomicCheckpoint
-    from onebit.train.module import OnebitModule
-
     L.seed_everything(stage.seed, workers=True, verbose=False)
     if stage.trainer.threads:
         torch.set_num_threads(stage.trainer.threads)
@@ -417,8 +407,6 @@ def _run_stage(stage: Stage, stage_dir: Path, init: tuple[dict, str] | None, res
 
 
 def _version() -> str:
-    import onebit
-
     return onebit.__version__
 
 
