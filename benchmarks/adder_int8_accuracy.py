@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import load_run  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,33 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import onebit.runtime as rt
-    from onebit.data import DATASETS, load_dataset
     from onebit.deploy import convert, save
-    from onebit.train.artifacts import load_weights_file
-    from onebit.train.build import build_model, dataset_meta, load_weights_
 
-    weights = Path(a.run) / "model.safetensors"
-    if not weights.is_file():
-        print(f"adder_int8_accuracy: {weights} not found; train an AdderNet recipe first",
-              file=sys.stderr)
-        return 2
-    state, config = load_weights_file(weights)
-    model, _ = build_model(config)
-    load_weights_(model, state, str(weights))
-    model.eval()
-    meta = dataset_meta(config)
-    norm = {"mean": list(meta.mean), "std": list(meta.std)}
-    names = list(DATASETS[meta.name].class_names)
-
-    train_x, _ = load_dataset(meta.name, "train", data_dir=a.data_dir)
-    test_x, test_y = load_dataset(meta.name, "test", data_dir=a.data_dir)
-    float_graph = convert(model, example_input_shape=tuple(meta.input_size), class_names=names,
+    r = load_run(a.run, a.data_dir, "adder_int8_accuracy")
+    model, train_x, test_x, test_y = r.model, r.train_x, r.test_x, r.test_y
+    meta_size, norm, names = r.input_size, r.normalization, r.class_names
+    float_graph = convert(model, example_input_shape=meta_size, class_names=names,
                           normalization=norm)
     with tempfile.TemporaryDirectory() as tmp:
         save(float_graph, Path(tmp) / "float.onebit")
         float_rt = rt.load(Path(tmp) / "float.onebit")
         calib = float_rt.preprocess(train_x[:a.calibration_images])
-        int8_graph = convert(model, example_input_shape=tuple(meta.input_size),
+        int8_graph = convert(model, example_input_shape=meta_size,
                              class_names=names, normalization=norm, adder_calibration=calib)
         int8_bytes = save(int8_graph, Path(tmp) / "int8.onebit")
         int8_rt = rt.load(Path(tmp) / "int8.onebit")

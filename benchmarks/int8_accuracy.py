@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import load_run  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,28 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import onebit.runtime as rt
-    from onebit.data import DATASETS, load_dataset
     from onebit.deploy import convert
     from onebit.deploy.int8_convs import quantize_float_convs
-    from onebit.train.artifacts import load_weights_file
-    from onebit.train.build import build_model, dataset_meta, load_weights_
 
-    weights = Path(a.run) / "model.safetensors"
-    if not weights.is_file():
-        print(f"int8_accuracy: {weights} not found; train a recipe first", file=sys.stderr)
-        return 2
-    state, config = load_weights_file(weights)
-    model, _ = build_model(config)
-    load_weights_(model, state, str(weights))
-    model.eval()
-    meta = dataset_meta(config)
-    norm = {"mean": list(meta.mean), "std": list(meta.std)}
-    names = list(DATASETS[meta.name].class_names)
-    train_x, _ = load_dataset(meta.name, "train", data_dir=a.data_dir)
-    test_x, test_y = load_dataset(meta.name, "test", data_dir=a.data_dir)
-
-    graph = convert(model, example_input_shape=tuple(meta.input_size), class_names=names,
-                    normalization=norm)
+    r = load_run(a.run, a.data_dir, "int8_accuracy")
+    model, train_x, test_x, test_y = r.model, r.train_x, r.test_x, r.test_y
+    graph = convert(model, example_input_shape=r.input_size, class_names=r.class_names,
+                    normalization=r.normalization)
     float_rt = rt.Model(graph)
     calib = float_rt.preprocess(train_x[:a.calibration_images])
     variants = {

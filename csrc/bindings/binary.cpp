@@ -124,26 +124,24 @@ void prepare_rows(onebit::PreparedRows* self, WordsIn b, int64_t n, int64_t k) {
   new (self) onebit::PreparedRows(b.data(), n, k);
 }
 
-template <class Filters>
-void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
-                int64_t out_channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
-                int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
-                int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
-                FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, FloatIn residual,
-                WordsOut sign_out, AnyOut out, int num_threads) {
-  // Every geometry value in its range and every size the kernels derive from them bounded, before
-  // BConv2DShape computes anything (its products could otherwise wrap around).
+// The geometry of a binary conv from binding arguments: every value in its range and every size
+// the kernels derive from them bounded before BConv2DShape computes anything (its products could
+// otherwise wrap around), then validated. `what` prefixes the messages.
+onebit::BConv2DShape checked_shape(int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
+                                   int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                                   int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                                   int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
+                                   int pad_value, const std::string& what) {
   for (int64_t v : {batch, in_h, in_w, in_channels, out_channels, kernel_h, kernel_w, stride_h,
                     stride_w})
-    checked_dim(v, "bconv2d: sizes and strides");
-  for (int64_t v : {pad_top, pad_bottom, pad_left, pad_right}) checked_dim(v, "bconv2d: padding", 0);
-  checked_product({kernel_h, kernel_w, in_channels}, "bconv2d: kernel_h * kernel_w * in_channels");
-  const int64_t padded_h = checked_sum({in_h, pad_top, pad_bottom}, "bconv2d: padded height");
-  const int64_t padded_w = checked_sum({in_w, pad_left, pad_right}, "bconv2d: padded width");
-  checked_product({batch, padded_h, padded_w, onebit::words_for(in_channels)},
-                  "bconv2d: the padded input");
-  checked_product({out_channels, kernel_h, kernel_w, onebit::words_for(in_channels)},
-                  "bconv2d: the filters");
+    checked_dim(v, (what + ": sizes and strides").c_str());
+  for (int64_t v : {pad_top, pad_bottom, pad_left, pad_right}) checked_dim(v, (what + ": padding").c_str(), 0);
+  checked_product({kernel_h, kernel_w, in_channels}, (what + ": kernel_h * kernel_w * in_channels").c_str());
+  const int64_t padded_h = checked_sum({in_h, pad_top, pad_bottom}, (what + ": padded height").c_str());
+  const int64_t padded_w = checked_sum({in_w, pad_left, pad_right}, (what + ": padded width").c_str());
+  checked_product({batch, padded_h, padded_w, onebit::words_for(in_channels)}, (what + ": the padded input").c_str());
+  checked_product({out_channels, kernel_h, kernel_w, onebit::words_for(in_channels)}, (what + ": the filters").c_str());
+  need(pad_value >= 0 && pad_value <= 2, (what + ": pad_value code must be 0, 1 or 2").c_str());
   onebit::BConv2DShape s;
   s.batch = batch;
   s.in_h = in_h;
@@ -158,9 +156,21 @@ void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64
   s.pad_bottom = pad_bottom;
   s.pad_left = pad_left;
   s.pad_right = pad_right;
-  need(pad_value >= 0 && pad_value <= 2, "bconv2d: pad_value code must be 0, 1 or 2");
   s.pad_value = static_cast<onebit::PadValue>(pad_value);
   s.validate();
+  return s;
+}
+
+template <class Filters>
+void bconv2d_any(WordsIn x, const Filters& w, int64_t batch, int64_t in_h, int64_t in_w, int64_t in_channels,
+                int64_t out_channels, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                int64_t pad_right, int pad_value, const std::string& kind, FloatIn k_map,
+                FloatIn multiplier, FloatIn bias, FloatIn thresholds, BoolIn flip, FloatIn residual,
+                WordsOut sign_out, AnyOut out, int num_threads) {
+  const onebit::BConv2DShape s =
+      checked_shape(batch, in_h, in_w, in_channels, out_channels, kernel_h, kernel_w, stride_h, stride_w,
+                    pad_top, pad_bottom, pad_left, pad_right, pad_value, "bconv2d");
   need(static_cast<int64_t>(x.size()) == checked_product({batch, in_h, in_w, s.in_words()}, "bconv2d: x"),
        "bconv2d: x size does not match [batch, in_h, in_w, words(in_channels)]");
   const onebit::OutputTransform t =
@@ -193,27 +203,12 @@ std::vector<std::pair<std::string, double>> tune_filters(
     onebit::PreparedFilters& self, int64_t batch, int64_t in_h, int64_t in_w, int64_t stride_h,
     int64_t stride_w, int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
     int pad_value, int num_threads, int reps) {
-  need(pad_value >= 0 && pad_value <= 2, "tune: pad_value code must be 0, 1 or 2");
   need(reps >= 1 && reps <= 1000, "tune: reps must be in [1, 1000]");
-  need(batch >= 1 && batch <= 4096 && in_h >= 1 && in_w >= 1 && in_h <= (1 << 16) && in_w <= (1 << 16),
-       "tune: batch must be in [1, 4096] and in_h, in_w in [1, 65536]");
-  onebit::BConv2DShape s;
-  s.batch = batch;
-  s.in_h = in_h;
-  s.in_w = in_w;
-  s.in_channels = self.in_channels();
-  s.out_channels = self.out_channels();
-  s.kernel_h = self.kernel_h();
-  s.kernel_w = self.kernel_w();
-  s.stride_h = stride_h;
-  s.stride_w = stride_w;
-  s.pad_top = pad_top;
-  s.pad_bottom = pad_bottom;
-  s.pad_left = pad_left;
-  s.pad_right = pad_right;
-  s.pad_value = static_cast<onebit::PadValue>(pad_value);
-  need(pad_top <= (1 << 16) && pad_bottom <= (1 << 16) && pad_left <= (1 << 16) && pad_right <= (1 << 16),
-       "tune: padding must be <= 65536");
+  need(batch <= 4096, "tune: batch must be <= 4096 (one timed conv per candidate)");
+  const onebit::BConv2DShape s =
+      checked_shape(batch, in_h, in_w, self.in_channels(), self.out_channels(), self.kernel_h(),
+                    self.kernel_w(), stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right,
+                    pad_value, "tune");
   return self.tune(s, num_threads, reps);
 }
 
