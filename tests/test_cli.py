@@ -13,35 +13,12 @@ import yaml
 
 from onebit.cli import main
 
-TINY = {
-    "model": {"name": "fmnist_cnn", "width": 0.25, "hidden": 32},
-    "method": {"name": "bnn"},
-    "data": {"name": "synthetic", "batch_size": 32, "val_size": 128, "train_subset": 512,
-             "test_subset": 128},
-    "trainer": {"max_epochs": 1, "max_steps": 2, "progress_bar": False, "log_every_n_steps": 1},
-    "output": {"tensorboard": False, "plots": False},
-}
+from _cli_helpers import one_line_error, tiny_recipe
 
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    cfg = json.loads(json.dumps(TINY))
-    cfg["output"]["dir"] = str(tmp_path / "runs")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def one_line_error(capsys, argv: list[str], *words: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("onebit: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+    return tiny_recipe(tmp_path)
 
 
 @pytest.mark.parametrize("override, words", [

@@ -8,28 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import onebit.runtime as rt
 from onebit.cli import main
 
-TINY = {
-    "model": {"name": "fmnist_cnn", "width": 0.25, "hidden": 32},
-    "method": {"name": "bnn"},
-    "data": {"name": "synthetic", "batch_size": 32, "val_size": 128, "train_subset": 256,
-             "test_subset": 64},
-    "trainer": {"max_epochs": 1, "max_steps": 3, "progress_bar": False, "log_every_n_steps": 1},
-    "output": {"tensorboard": False, "plots": False},
-}
+from _cli_helpers import tiny_recipe
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("compare")
-    cfg = json.loads(json.dumps(TINY))
-    cfg["output"]["dir"] = str(tmp / "runs")
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(cfg))
+    recipe = tiny_recipe(tmp, data={"train_subset": 256, "test_subset": 64},
+                         trainer={"max_steps": 3})
     assert main(["train", "--config", str(recipe), "name=run"]) == 0
     run = tmp / "runs" / "run"
     out = tmp / "model.onebit"

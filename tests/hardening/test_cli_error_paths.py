@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,36 +18,14 @@ from onebit.cli import main
 from onebit.data.idx import write_idx
 from onebit.train import artifacts
 
-TINY = {
-    "model": {"name": "fmnist_cnn", "width": 0.25, "hidden": 16},
-    "method": {"name": "bnn"},
-    "data": {"name": "synthetic", "batch_size": 32, "val_size": 64, "train_subset": 128,
-             "test_subset": 64},
-    "trainer": {"max_epochs": 1, "max_steps": 2, "progress_bar": False, "log_every_n_steps": 1},
-    "output": {"tensorboard": False, "plots": False},
-}
-
-
-def one_line(capsys, argv: list[str], *words: str) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("onebit: error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
-
+from _cli_helpers import one_line_error, tiny_recipe
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A finished two-step run: (recipe, run directory)."""
     tmp = tmp_path_factory.mktemp("run")
-    cfg = json.loads(json.dumps(TINY))
-    cfg["output"]["dir"] = str(tmp / "runs")
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(cfg))
+    recipe = tiny_recipe(tmp, model={"hidden": 16}, data={"val_size": 64, "train_subset": 128,
+                                                          "test_subset": 64})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["train", "--config", str(recipe)]) == 0
@@ -102,16 +78,16 @@ def test_bit_flip_in_checkpoint_is_refused_on_resume_eval_and_export(capsys, run
     recipe, run = run_copy
     ckpt = run / "checkpoints" / "last.ckpt"
     _flip_tensor_byte(ckpt)
-    one_line(capsys, ["train", "--resume", str(run)], str(ckpt),
+    one_line_error(capsys, ["train", "--resume", str(run)], str(ckpt),
              "checksum mismatch", "--ignore-checksum")
-    one_line(capsys, ["eval", str(ckpt)], str(ckpt), "checksum mismatch")
-    one_line(capsys, ["export", str(ckpt), str(tmp_path / "m.onebit")], "checksum mismatch")
+    one_line_error(capsys, ["eval", str(ckpt)], str(ckpt), "checksum mismatch")
+    one_line_error(capsys, ["export", str(ckpt), str(tmp_path / "m.onebit")], "checksum mismatch")
     assert not (tmp_path / "m.onebit").exists()
     weights = run / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-5] ^= 1
     weights.write_bytes(bytes(raw))
-    one_line(capsys, ["export", str(weights), str(tmp_path / "m.onebit")], str(weights),
+    one_line_error(capsys, ["export", str(weights), str(tmp_path / "m.onebit")], str(weights),
              "checksum mismatch")
     # the explicit override
     assert main(["export", str(ckpt), str(tmp_path / "m.onebit"), "--ignore-checksum"]) == 0
@@ -122,7 +98,7 @@ def test_missing_checksum_file_is_refused(capsys, run_copy):
     _, run = run_copy
     ckpt = run / "checkpoints" / "last.ckpt"
     ckpt.with_name("last.ckpt.sha256").unlink()
-    one_line(capsys, ["eval", str(ckpt)], "no checksum file", "--ignore-checksum")
+    one_line_error(capsys, ["eval", str(ckpt)], "no checksum file", "--ignore-checksum")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
@@ -135,7 +111,7 @@ def test_resume_on_a_damaged_checkpoint_is_one_line(capsys, run_copy, damage, di
                       "garbage": os.urandom(4096)}[damage])
     if digest == "rewritten":  # a digest that matches: the reader itself must fail cleanly
         artifacts.write_file_digest(ckpt)
-    line = one_line(capsys, ["train", "--resume", str(run)], str(ckpt))
+    line = one_line_error(capsys, ["train", "--resume", str(run)], str(ckpt))
     assert ("checksum mismatch" if digest == "stale" else "not a readable checkpoint") in line
 
 
@@ -159,7 +135,7 @@ def test_pickle_payload_never_runs_even_when_torch_is_told_to_allow_it(capsys, r
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     for argv in (["train", "--resume", str(run)], ["eval", str(ckpt)],
                  ["export", str(ckpt), str(tmp_path / "m.onebit")]):
-        line = one_line(capsys, argv, "not a readable checkpoint")
+        line = one_line_error(capsys, argv, "not a readable checkpoint")
         assert not marker.exists(), (argv, line)
 
 
@@ -183,14 +159,14 @@ def test_digest_protocol_accepts_old_or_new_file_while_renaming(tmp_path):
 
 def test_export_into_a_missing_directory(capsys, trained):
     _, run = trained
-    one_line(capsys, ["export", str(run), "/nonexistent_dir/out.onebit"], "/nonexistent_dir",
+    one_line_error(capsys, ["export", str(run), "/nonexistent_dir/out.onebit"], "/nonexistent_dir",
              "does not exist")
 
 
 def test_eval_of_an_onebit_file_points_to_predict(capsys, tmp_path):
     model = tmp_path / "m.onebit"
     model.write_bytes(b"x")
-    one_line(capsys, ["eval", str(model)], "onebit predict")
+    one_line_error(capsys, ["eval", str(model)], "onebit predict")
 
 
 @pytest.mark.parametrize("override, words", [
@@ -200,11 +176,8 @@ def test_eval_of_an_onebit_file_points_to_predict(capsys, tmp_path):
     ("name=a/b", ["run name 'a/b'"]),
 ])
 def test_print_config_refuses_what_training_would(capsys, tmp_path, override, words):
-    cfg = json.loads(json.dumps(TINY))
-    cfg["output"]["dir"] = str(tmp_path / "runs")
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(cfg))
-    one_line(capsys, ["train", "--config", str(recipe), "--print-config", override], *words)
+    recipe = tiny_recipe(tmp_path)
+    one_line_error(capsys, ["train", "--config", str(recipe), "--print-config", override], *words)
     assert not (tmp_path / "escape").exists()
 
 
@@ -224,7 +197,7 @@ def test_unexpected_error_is_one_line_too(capsys, monkeypatch):
         raise RuntimeError("kaboom\nsecond line")
 
     monkeypatch.setattr(cli, "_cmd_list", boom)
-    line = one_line(capsys, ["list", "models"], "RuntimeError", "kaboom second line", "--debug")
+    line = one_line_error(capsys, ["list", "models"], "RuntimeError", "kaboom second line", "--debug")
     assert line
 
 
@@ -256,21 +229,21 @@ def test_labels_file_is_checked(capsys, small_model, tmp_path):
     write_idx(tmp_path / "x.idx", images)
     x = str(tmp_path / "x.idx")
     # the images file given as labels
-    one_line(capsys, ["predict", str(small_model), "--images", x, "--labels", x],
+    one_line_error(capsys, ["predict", str(small_model), "--images", x, "--labels", x],
              "IDX image file", "00000803")
     (tmp_path / "junk").write_bytes(b"hello world")
-    one_line(capsys, ["predict", str(small_model), "--images", x, "--labels",
+    one_line_error(capsys, ["predict", str(small_model), "--images", x, "--labels",
                       str(tmp_path / "junk")], "not an IDX label file")
     write_idx(tmp_path / "y_short.idx", np.zeros(19, np.uint8))
-    one_line(capsys, ["predict", str(small_model), "--images", x, "--labels",
+    one_line_error(capsys, ["predict", str(small_model), "--images", x, "--labels",
                       str(tmp_path / "y_short.idx")], "19 labels for 20 images")
     labels = np.zeros(20, np.uint8)
     labels[3] = 10
     write_idx(tmp_path / "y_range.idx", labels)
-    one_line(capsys, ["predict", str(small_model), "--images", x, "--labels",
+    one_line_error(capsys, ["predict", str(small_model), "--images", x, "--labels",
                       str(tmp_path / "y_range.idx")], "[0, 10]", "10 classes")
     np.save(tmp_path / "y_float.npy", np.zeros(20, np.float32))
-    one_line(capsys, ["predict", str(small_model), "--images", x, "--labels",
+    one_line_error(capsys, ["predict", str(small_model), "--images", x, "--labels",
                       str(tmp_path / "y_float.npy")], "integer class indices")
     # --limit takes the first labels of a full-length file
     write_idx(tmp_path / "y.idx", np.arange(20, dtype=np.uint8) % 10)
@@ -292,4 +265,4 @@ def test_inspect_prints_the_graph(capsys, small_model):
     doc = json.loads(capsys.readouterr().out)
     assert [n["op"] for n in doc["nodes"]] == [n.op for n in graph.nodes]
     assert doc["file_bytes"] == small_model.stat().st_size
-    one_line(capsys, ["inspect", str(small_model.with_name("absent.onebit"))], "absent.onebit")
+    one_line_error(capsys, ["inspect", str(small_model.with_name("absent.onebit"))], "absent.onebit")
