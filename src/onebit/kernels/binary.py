@@ -61,7 +61,8 @@ __all__ = [
 ]
 
 _OUTPUTS = ("int32", "float", "bits")
-_PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
+#: pad_value -> the kernels' PadValue code (csrc/bconv2d/params.h)
+PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
 
 
 def conv_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -235,7 +236,7 @@ class PreparedConvWeight:
         kh, kw = self.shape[1], self.shape[2]
         top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
         try:
-            pad_code = _PAD_CODES[float(pad_value)]
+            pad_code = PAD_CODES[float(pad_value)]
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
         if h + top + bottom < kh or w + left + right < kw:
@@ -386,7 +387,7 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
         check_tail_bits(w[..., -1], cin, "w_packed")
         w_shape = w.shape
     try:
-        pad_code = _PAD_CODES[float(pad_value)]
+        pad_code = PAD_CODES[float(pad_value)]
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
     n, h, wd, _ = x.shape

@@ -10,7 +10,8 @@ transform, both described in :mod:`onebit.kernels.binary`:
 * bits: bit 1 (value -1) iff ``acc < thresholds[o]``, or iff ``acc > thresholds[o]`` where
   ``flip[o]`` (a negative BatchNorm scale reverses the comparison).
 
-Each graph node's tensors are turned into kernel arguments once (:class:`BinaryArgs`).
+Each graph node's tensors are turned into kernel arguments once (:class:`BinaryArgs`); a
+binary conv step calls its kernel through a :class:`BConvKernel`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import numpy as np
 
 from onebit import _kernels, kernels
 from onebit.kernels._checks import resolve_threads
+from onebit.kernels.binary import PAD_CODES
 from onebit.runtime import float_ops
 
-__all__ = ["BConvKernel", "BinaryArgs", "bconv2d", "blinear", "pack_signs", "unpack_signs",
-           "xnor_k_map"]
+__all__ = ["BConvKernel", "BinaryArgs", "blinear", "pack_signs", "unpack_signs", "xnor_k_map"]
 
 
 def pack_signs(x: np.ndarray) -> np.ndarray:
@@ -94,25 +95,6 @@ class BinaryArgs:
         return cls(bits, n, attrs["output"], transform, **conv)
 
 
-def bconv2d(x: np.ndarray, args: BinaryArgs, num_threads: int | None,
-            residual: np.ndarray | None = None,
-            return_sign_bits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Binary conv of ``sign(x)`` (NHWC float, or already packed uint32) with the node's weights;
-    returns NHWC float32 or packed bits per the output transform. A float output may take a
-    ``residual`` added last and also return its packed signs (``(y, bits)``), see
-    :func:`onebit.kernels.bconv2d`."""
-    k_map = xnor_k_map(x, args.kernel, args.stride, args.padding) if args.xnor_k else None
-    bits = x if x.dtype == np.uint32 else pack_signs(x)
-    extra = {}
-    if residual is not None:
-        extra["residual"] = np.ascontiguousarray(residual, dtype=np.float32)
-    if return_sign_bits:
-        extra["return_sign_bits"] = True
-    return kernels.bconv2d(bits, args.weight_bits, in_channels=args.n, stride=args.stride,
-                           padding=args.padding, pad_value=args.pad_value, output=args.output,
-                           k_map=k_map, num_threads=num_threads, **args.transform, **extra)
-
-
 def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndarray:
     """Binary dense layer: ``acc = sign(x) . sign(W_o)`` per output, then the output transform
     (with ``xnor_k``, XNOR-Net's ``beta = mean |x|`` of each input row scales its outputs)."""
@@ -123,8 +105,6 @@ def blinear(x: np.ndarray, args: BinaryArgs, num_threads: int | None) -> np.ndar
     return kernels.bgemm(bits, args.weight_bits, args.n, output=args.output, row_scale=beta,
                          num_threads=num_threads, **args.transform)
 
-
-_PAD_CODES = {0.0: 0, 1.0: 1, -1.0: 2}
 
 
 class BConvKernel:
@@ -143,15 +123,13 @@ class BConvKernel:
         prepared = args.weight_bits
         self._impl = prepared._impl
         self.out_channels, self.kh, self.kw = prepared.shape[0], prepared.shape[1], prepared.shape[2]
+        vec = (lambda v: None if v is None else np.ascontiguousarray(v, dtype=np.float32))
         t = args.transform
-        self._mult = t.get("multiplier")
-        self._bias = t.get("bias")
-        self._th = t.get("thresholds")
+        self._mult, self._bias, self._th = (vec(t.get(k)) for k in ("multiplier", "bias",
+                                                                    "thresholds"))
         flip = t.get("flip")
-        vec = (lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.float32))
-        self._mult, self._bias, self._th = vec(self._mult), vec(self._bias), vec(self._th)
         self._flip = None if flip is None else np.ascontiguousarray(flip, dtype=np.bool_).view(np.uint8)
-        self._pad_code = _PAD_CODES[float(args.pad_value)]
+        self._pad_code = PAD_CODES[float(args.pad_value)]
         self._words = (self.out_channels + 31) // 32
         self.tuning: dict[str, float] = {}
 
