@@ -115,7 +115,7 @@ def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats:
               if path.endswith(".onnx")}
     models = {name: rt.load(path, num_threads=threads) for name, path in files.items()
               if path.endswith(".onebit")}
-    kernels = {name: getattr(m, "kernel_choices", lambda: [])() for name, m in models.items()}
+    kernels = {name: m.kernel_choices() for name, m in models.items()}
     rows = []
     for batch in batch_sizes:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224)).astype(np.float32)

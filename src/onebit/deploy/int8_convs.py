@@ -39,13 +39,15 @@ def _input_ranges(graph: Graph, targets: list[Node], x: np.ndarray) -> dict[str,
     wanted = {id(n) for n in targets}
     seen: dict[str, np.ndarray] = {}
     values = {graph.input: model._check_input(x)}
-    for step, (fn, inputs, outputs) in zip(model.steps, model._steps):
+    for step, (fn, inputs, outputs), free in zip(model.steps, model._steps, model._free):
         node = step.nodes[0]
         if id(node) in wanted:
             v = values[inputs[0]]
             seen[node.output] = np.array([v.min(), v.max()], dtype=np.float32)
         result = fn([values[name] for name in inputs], None)
         values.update(zip(outputs, result) if len(outputs) > 1 else [(outputs[0], result)])
+        for name in free:  # as the executor does: only the live values stay in memory
+            del values[name]
     return seen
 
 

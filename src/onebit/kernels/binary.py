@@ -92,6 +92,23 @@ def conv_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: tuple[int, int
     return ph, ph, pw, pw
 
 
+def _conv_geometry(in_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: Any,
+                   padding: Any, pad_value: Any) -> tuple[int, int, int, int, int, int, int]:
+    """``(sh, sw, top, bottom, left, right, pad_code)`` of a binary conv, each checked."""
+    try:
+        pad_code = PAD_CODES[float(pad_value)]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
+    (h, wd), (kh, kw) = in_hw, kernel_hw
+    sh, sw = pair(stride, "stride", 1)
+    top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
+    check_geometry({"stride": max(sh, sw), "padding": max(top, bottom, left, right)})
+    if h + top + bottom < kh or wd + left + right < kw:
+        raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{wd} input "
+                         f"(padding {top, bottom, left, right})")
+    return sh, sw, top, bottom, left, right, pad_code
+
+
 def bconv2d_output_shape(x_shape: Sequence[int], w_shape: Sequence[int], *, stride: Any = 1,
                          padding: Any = 0, output: str = "int32") -> tuple[int, int, int, int]:
     """Shape of :func:`bconv2d`'s result for packed shapes ``x_shape`` (NHWC) and ``w_shape``."""
@@ -232,15 +249,8 @@ class PreparedConvWeight:
         once per layer at load time with the layer's real input size.
         """
         h, w = pair(in_hw, "in_hw", 1)
-        sh, sw = pair(stride, "stride", 1)
-        kh, kw = self.shape[1], self.shape[2]
-        top, bottom, left, right = conv_padding(padding, (h, w), (kh, kw), (sh, sw))
-        try:
-            pad_code = PAD_CODES[float(pad_value)]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
-        if h + top + bottom < kh or w + left + right < kw:
-            raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{w} input")
+        sh, sw, top, bottom, left, right, pad_code = _conv_geometry(
+            (h, w), (self.shape[1], self.shape[2]), stride, padding, pad_value)
         times = self._impl.tune(require_int(batch, "batch", 1), h, w, sh, sw, top, bottom, left,
                                 right, pad_code, resolve_threads(num_threads),
                                 require_int(reps, "reps", 1))
@@ -386,18 +396,10 @@ def bconv2d(x_packed: np.ndarray, w_packed: np.ndarray | PreparedConvWeight, *, 
                              "pack_conv_weight)")
         check_tail_bits(w[..., -1], cin, "w_packed")
         w_shape = w.shape
-    try:
-        pad_code = PAD_CODES[float(pad_value)]
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"pad_value must be 0.0, 1.0 or -1.0, got {pad_value!r}") from None
     n, h, wd, _ = x.shape
     cout, kh, kw, _ = w_shape
-    sh, sw = pair(stride, "stride", 1)
-    top, bottom, left, right = conv_padding(padding, (h, wd), (kh, kw), (sh, sw))
-    check_geometry({"stride": max(sh, sw), "padding": max(top, bottom, left, right)})
-    if h + top + bottom < kh or wd + left + right < kw:
-        raise ValueError(f"the {kh}x{kw} kernel is larger than the padded {h}x{wd} input "
-                         f"(padding {top, bottom, left, right})")
+    sh, sw, top, bottom, left, right, pad_code = _conv_geometry((h, wd), (kh, kw), stride, padding,
+                                                                pad_value)
     if kh * kw * cin >= 1 << 24:
         raise ValueError("kh * kw * in_channels must be < 2^24")
     ho = (h + top + bottom - kh) // sh + 1

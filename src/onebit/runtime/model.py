@@ -95,12 +95,12 @@ class Model:
                  for i, s in enumerate(self.steps)]
         self._steps = [(_compile_step(graph, s, r), list(s.inputs), list(s.outputs))
                        for s, r in zip(self.steps, reuse)]
-        self._binary = [(s.nodes[0].name, fn) for s, (fn, _, _) in zip(self.steps, self._steps)
+        # the binary convs by node, each tuned for its input's (H, W) unless tune=False
+        self._binary = [(s.nodes[0], fn) for s, (fn, _, _) in zip(self.steps, self._steps)
                         if isinstance(fn, binary_ops.BConvKernel)]
         if tune:
-            for s, (fn, _, _) in zip(self.steps, self._steps):
-                if isinstance(fn, binary_ops.BConvKernel):
-                    fn.tune(tuple(self.infos[s.nodes[0].inputs[0]].shape[1:]), num_threads)
+            for node, fn in self._binary:
+                fn.tune(tuple(self.infos[node.inputs[0]].shape[1:]), num_threads)
         # free each value after its last reader; one nothing reads (e.g. packed signs whose
         # readers all went another way) right after it is made
         self._free = [list(dict.fromkeys(  # a step may read one value twice
@@ -112,10 +112,10 @@ class Model:
         """The popcount kernel of each binary conv: ``node``, ``kernel``, ``choice`` (``"rule"``
         by filter length, ``"measured"`` at load, ``"forced"``) and the candidates' times in ms
         where they were measured."""
-        return [{"node": name, "kernel": fn.args.weight_bits.kernel,
+        return [{"node": node.name, "kernel": fn.args.weight_bits.kernel,
                  "choice": fn.args.weight_bits.choice,
                  "times_ms": {k: 1e3 * v for k, v in fn.tuning.items()}}
-                for name, fn in self._binary]
+                for node, fn in self._binary]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -126,14 +126,13 @@ def _check_conv2d_int8(c: Check, xs: list[ValueInfo]) -> ValueInfo:
                                             dilation_ok=True)
     bits = c.integer("act_bits", 2, 8)
     wbits = c.integer("weight_bits", 2, 7)
-    zp = c.integer("act_zero_point", 0, 2 ** bits - 1)
+    c.integer("act_zero_point", 0, 2 ** bits - 1)
     scale = c.number("act_scale")
     if not scale > 0:
         raise c.fail(f"act_scale must be positive, got {scale}")
     if 2 * (2 ** bits - 1) * (2 ** (wbits - 1) - 1) > 32767:
         raise c.fail(f"{bits}-bit activations with {wbits}-bit weights can overflow the kernel's "
                      "int16 pair sums")
-    del zp
     c.weight((out_ch, cin, kh, kw), cin)
     c.tensor("bias", np.float32, (out_ch,), optional=True)
     return ValueInfo("float", (out_ch, ho, wo))
