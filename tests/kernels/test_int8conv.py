@@ -319,8 +319,10 @@ def test_errors_name_the_fix():
         K.conv2d_int8(np.asfortranarray(x), p)
     with pytest.raises(ValueError, match="too small"):
         K.conv2d_int8(np.ascontiguousarray(x[:, :2, :2]), p)
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match=r"padding must be <= 2\^31 - 1"):
         K.conv2d_int8(x, p, padding=2 ** 40)
+    with pytest.raises(ValueError, match="too large"):  # within the limit, but TiBs of output
+        K.conv2d_int8(x, p, padding=2 ** 20)
     with pytest.raises(TypeError, match="PreparedInt8ConvWeight"):
         K.conv2d_int8(x, w)
     with pytest.raises(TypeError, match="relu"):

@@ -103,6 +103,24 @@ def prepare_float_conv_weight(weight: np.ndarray) -> PreparedFloatConvWeight:
     return PreparedFloatConvWeight(weight)
 
 
+def conv_geometry(x_shape: tuple[int, ...], kernel_hw: tuple[int, int], stride: Any,
+                  padding: Any, dilation: Any) -> tuple[tuple[int, int], ...]:
+    """``(stride, padding, dilation, (oh, ow))`` of a direct NHWC conv over ``x_shape``, each
+    checked (ValueError naming the fix), PyTorch's output size rule with symmetric padding."""
+    kh, kw = kernel_hw
+    sh, sw = pair(stride, "stride", 1)
+    ph, pw = pair(padding, "padding", 0)
+    dh, dw = pair(dilation, "dilation", 1)
+    check_geometry({"stride": max(sh, sw), "padding": max(ph, pw), "dilation": max(dh, dw)})
+    oh = _window_out(x_shape[1], kh, sh, ph, dh, False)
+    ow = _window_out(x_shape[2], kw, sw, pw, dw, False)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"the {x_shape[1]}x{x_shape[2]} input padded by ({ph}, {pw}) is too "
+                         f"small for the {kh}x{kw} kernel (dilation ({dh}, {dw})); use a larger "
+                         "input or more padding")
+    return (sh, sw), (ph, pw), (dh, dw), (oh, ow)
+
+
 def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
                bias: np.ndarray | None = None, *, stride: Any = 1, padding: Any = 0,
                dilation: Any = 1, pad_value: float = 0.0,
@@ -128,16 +146,8 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
     if cin != xa.shape[3]:
         raise ValueError(f"weight must be [C_out, C_in, kh, kw] with the C_in = {xa.shape[3]} "
                          f"channels of x (NHWC), got {pw_.shape}")
-    sh, sw = pair(stride, "stride", 1)
-    ph, pwd = pair(padding, "padding", 0)
-    dh, dw = pair(dilation, "dilation", 1)
-    check_geometry({"stride": max(sh, sw), "padding": max(ph, pwd), "dilation": max(dh, dw)})
-    oh = _window_out(xa.shape[1], kh, sh, ph, dh, False)
-    ow = _window_out(xa.shape[2], kw, sw, pwd, dw, False)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"the {xa.shape[1]}x{xa.shape[2]} input padded by ({ph}, {pwd}) is too "
-                         f"small for the {kh}x{kw} kernel (dilation ({dh}, {dw})); use a larger "
-                         "input or more padding")
+    (sh, sw), (ph, pwd), (dh, dw), (oh, ow) = conv_geometry(xa.shape, (kh, kw), stride, padding,
+                                                            dilation)
     b = None
     if bias is not None:
         b = require_array(bias, "bias", np.float32, ndim=1, contiguous=False)

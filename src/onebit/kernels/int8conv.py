@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from onebit import _kernels
-from onebit.kernels._checks import pair as _pair, require_array, resolve_threads
-from onebit.kernels.floatops import _nhwc, _window_out
+from onebit.kernels._checks import require_array, resolve_threads
+from onebit.kernels.floatops import _nhwc, conv_geometry
 
 __all__ = [
     "ActivationQuant",
@@ -267,15 +267,8 @@ def conv2d_int8(x: np.ndarray, prepared: PreparedInt8ConvWeight, *, stride: Any 
     if cin != xa.shape[3]:
         raise ValueError(f"the filters are [C_out, C_in, kh, kw] = {prepared.shape} but x (NHWC) "
                          f"has {xa.shape[3]} channels")
-    sh, sw = _pair(stride, "stride", 1)
-    ph, pw = _pair(padding, "padding", 0)
-    dh, dw = _pair(dilation, "dilation", 1)
-    oh = _window_out(xa.shape[1], kh, sh, ph, dh, False)
-    ow = _window_out(xa.shape[2], kw, sw, pw, dw, False)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"the {xa.shape[1]}x{xa.shape[2]} input padded by ({ph}, {pw}) is too "
-                         f"small for the {kh}x{kw} kernel (dilation ({dh}, {dw})); use a larger "
-                         "input or more padding")
+    (sh, sw), (ph, pw), (dh, dw), (oh, ow) = conv_geometry(xa.shape, (kh, kw), stride, padding,
+                                                           dilation)
     if xa.shape[0] * oh * ow * cout > 2 ** 40 or (xa.shape[1] + 2 * ph) * (xa.shape[2] + 2 * pw) \
             * cin * xa.shape[0] > 2 ** 40:
         raise ValueError(f"the output ({xa.shape[0]}, {oh}, {ow}, {cout}) or the padded input is "

@@ -51,6 +51,18 @@ def flip_ratio(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) 
     return flipped / total if total else 0.0
 
 
+def _eval_quantized_weight(layer: torch.nn.Module) -> torch.Tensor:
+    """``Q(w)`` of a binary layer with its weight quantizer in eval mode (deterministic), the
+    quantizer's mode restored afterwards."""
+    wq = layer.weight_quantizer
+    was = wq.training
+    wq.eval()
+    try:
+        return layer.quantized_weight() if hasattr(layer, "quantized_weight") else wq(layer.weight)
+    finally:
+        wq.train(was)
+
+
 def quantization_target(layer: torch.nn.Module) -> torch.Tensor:
     """The real-valued function of the latent weight ``w`` that a binary layer's weight
     approximates: ``sin(omega0 * w)`` for BiPer's periodic sign (the square wave
@@ -73,13 +85,7 @@ def quantization_error(model: torch.nn.Module) -> float | None:
     binary layers."""
     sq, count = 0.0, 0
     for layer in binary_weight_layers(model).values():
-        wq = layer.weight_quantizer
-        was = wq.training
-        wq.eval()
-        try:
-            q = layer.quantized_weight() if hasattr(layer, "quantized_weight") else wq(layer.weight)
-        finally:
-            wq.train(was)
+        q = _eval_quantized_weight(layer)
         scale = getattr(layer, "scale", None)
         if isinstance(scale, torch.Tensor):
             q = q * scale.reshape(-1, *([1] * (q.dim() - 1)))
@@ -219,13 +225,7 @@ class OnebitModule(L.LightningModule):
         """``Q(w) < 0`` per binary layer, with the quantizer in eval mode (deterministic)."""
         out = {}
         for name, layer in binary_weight_layers(self.model).items():
-            wq = layer.weight_quantizer
-            was = wq.training
-            wq.eval()
-            try:
-                q = layer.quantized_weight() if hasattr(layer, "quantized_weight") else wq(layer.weight)
-            finally:
-                wq.train(was)
+            q = _eval_quantized_weight(layer)
             out[name] = q < 0
         return out
 
