@@ -7,6 +7,7 @@
 #   RUNS=out/ benchmarks/run_fmnist.sh            # another output directory
 #   RECIPES="configs/a.yaml configs/b.yaml" benchmarks/run_fmnist.sh   # only these recipes
 #   LANES=2 benchmarks/run_fmnist.sh              # two recipes at a time, one thread each
+#   NO_TABLE=1 benchmarks/run_fmnist.sh           # train only (benchmarks/run_resnet20.sh uses this)
 #
 # An interrupted run is continued (--resume) when the script is started again; finished runs are
 # skipped. Each recipe writes runs/<recipe>/ (see `onebit train --help`).
@@ -18,7 +19,8 @@ RUNS=${RUNS:-runs}
 
 if [ "${LANES:-1}" -gt 1 ]; then
   # split the recipes over LANES background copies of this script, one torch thread each
-  mapfile -t all < <(ls configs/*_fmnist_cnn_fashion_mnist.yaml)
+  if [ -n "${RECIPES:-}" ]; then read -r -a all <<< "$RECIPES"
+  else mapfile -t all < <(ls configs/*_fmnist_cnn_fashion_mnist.yaml); fi
   pids=()
   mkdir -p "$RUNS"
   for ((lane = 0; lane < LANES; lane++)); do
@@ -30,7 +32,8 @@ if [ "${LANES:-1}" -gt 1 ]; then
   status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
   [ "$status" = 0 ] || { echo "a lane failed: see $RUNS/lane*.log" >&2; exit 1; }
-  exec "$PY" benchmarks/results.py "$RUNS"
+  [ -n "${NO_TABLE:-}" ] || exec "$PY" benchmarks/results.py "$RUNS"
+  exit 0
 fi
 
 for recipe in ${RECIPES:-configs/float_fmnist_cnn_fashion_mnist.yaml configs/*_fmnist_cnn_fashion_mnist.yaml}; do

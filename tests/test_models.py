@@ -150,6 +150,28 @@ def test_birealnet_shortcut_around_every_conv():
         assert model.stem[0].kernel_size == (7, 7)
 
 
+def test_resnet20_bireal_form_has_a_shortcut_around_every_conv():
+    model = create("resnet20", num_classes=10, in_channels=1, block="bireal")
+    plain = create("resnet20", num_classes=10, in_channels=1)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(model) == count(plain)  # same convs, BNs and 1x1 downsampling convs
+    blocks = [m for m in model.modules() if isinstance(m, BiRealBlock)]
+    assert len(blocks) == 18 and [len(s) for s in model.layers] == [6, 6, 6]
+    assert [b.conv.out_channels for b in blocks[::6]] == [16, 32, 64]
+    assert [b.conv.stride for b in blocks if b.conv.stride != (1, 1)] == [(2, 2), (2, 2)]
+    assert [type(m) for m in model.stem] == [nn.Conv2d, nn.BatchNorm2d]
+    assert model.stem[0].kernel_size == (3, 3)
+    # every unit adds its input: with the conv branch zeroed the block is its shortcut
+    block = blocks[1].eval()
+    with torch.no_grad():
+        block.conv.weight.zero_()
+        x = torch.randn(2, 16, 7, 7)
+        torch.testing.assert_close(block(x), x)
+    assert all(isinstance(b.act, nn.ReLU) for b in blocks)  # Bi-Real's pretraining clips them
+    with pytest.raises(ValueError, match="block must be 'basic' or 'bireal'"):
+        create("resnet20", block="preact")
+
+
 def test_birealnet_block_computes_bn_conv_act_plus_x():
     torch.manual_seed(0)
     block = BiRealBlock(8, 8, activation="hardtanh").eval()
@@ -276,10 +298,12 @@ def test_birealnet_downsampling_shortcut_stays_float_under_every_method():
     from onebit.nn import QuantConv2d
 
     for name in list_methods():
-        model = onebit.binarize_(create("birealnet18", num_classes=10, in_channels=3),
-                                 get_method(name))
-        shortcut_convs = [m for n, m in model.named_modules()
-                          if ".shortcut." in n and isinstance(m, torch.nn.Conv2d)]
-        assert len(shortcut_convs) == 3  # one per downsampling stage
-        assert all(type(m) is torch.nn.Conv2d and not isinstance(m, QuantConv2d)
-                   for m in shortcut_convs), name
+        for model_name, extra, downsampling in (("birealnet18", {}, 3),
+                                                ("resnet20", {"block": "bireal"}, 2)):
+            model = onebit.binarize_(create(model_name, num_classes=10, in_channels=3, **extra),
+                                     get_method(name))
+            shortcut_convs = [m for n, m in model.named_modules()
+                              if ".shortcut." in n and isinstance(m, torch.nn.Conv2d)]
+            assert len(shortcut_convs) == downsampling  # one per downsampling stage
+            assert all(type(m) is torch.nn.Conv2d and not isinstance(m, QuantConv2d)
+                       for m in shortcut_convs), (name, model_name)
