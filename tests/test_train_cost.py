@@ -68,6 +68,20 @@ def test_estimate_is_the_measured_rate_times_the_work_left():
     assert lines[1].startswith("epoch 1/2 [main]: no metrics (") and lines[1].endswith(" left)")
 
 
+def test_an_epoch_resumed_midway_is_timed_from_the_resume():
+    """Lightning starts no epoch when it resumes inside one: the epoch line then counts from
+    the (re)start of training, never a negative or zero time."""
+    now = [50.0]
+    lines: list[str] = []
+    cb = CostReport([_work()], 0, epoch_lines=True, echo=lines.append, clock=lambda: now[0])
+    trainer = SimpleNamespace(global_step=12, world_size=1, is_global_zero=True, current_epoch=1,
+                              max_epochs=2, callback_metrics={})
+    cb.on_train_start(trainer, None)
+    now[0] += 42.0
+    cb.on_train_epoch_end(trainer, None)
+    assert lines == ["epoch 2/2: no metrics (42 s)"]
+
+
 def _run(tmp_path: Path, capsys, progress_bar: bool) -> tuple[dict, list[str]]:
     cfg = {
         "name": "cost", "method": {"name": "bnn"},

@@ -188,7 +188,9 @@ class CostReport(Callback):
         names = {"train_loss_epoch": "train_loss", "train_acc": "train_acc", "val_loss": "val_loss",
                  "val_acc": "val_acc"}
         parts = [f"{short} {m[key]:.4f}" for key, short in names.items() if key in m]
-        took = self.clock() - (self._t_epoch or self.clock())
+        # a run resumed in the middle of an epoch gets no epoch start: time it from the resume
+        start = self._t_epoch if self._t_epoch is not None else self._t_stage
+        took = max(0.0, self.clock() - start) if start is not None else 0.0
         left = ""
         if self.s_per_image is not None:
             rest = self.remaining_s(trainer.world_size, int(trainer.global_step))
