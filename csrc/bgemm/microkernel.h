@@ -59,6 +59,9 @@ const PopcountKernel& popcount_kernel_avx2_short2();
 // q full chunks, then the last one or two words of four B rows side by side in one vector, so
 // that the tail costs a quarter of a padded chunk (see bgemm_avx2.cpp).
 const PopcountKernel& popcount_kernel_avx2_tail2();
+// The broadcast tile (3 rows of A x 8 rows of B): B rows side by side in the lanes, each A word
+// broadcast; rows padded to 64 bits only and one vpsadbw per four outputs (see bgemm_avx2.cpp).
+const PopcountKernel& popcount_kernel_avx2_bcast();
 // The direct (panel-free) path of the AVX2 kernels, XOR + POPCNT on plain rows (also used by
 // the AVX-512 kernel table: every AVX-512 CPU has POPCNT).
 void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t n, int64_t kw,

@@ -51,6 +51,20 @@ def test_bgemm_float_and_bits_outputs(isa: str, m: int, n: int, k: int, seed: in
     np.testing.assert_array_equal(bits, np_pack(np.where(neg, -1.0, 1.0)))
 
 
+@pytest.mark.parametrize("isa", all_isas())
+@pytest.mark.parametrize("k", [64 * 31, 64 * 31 + 64, 64 * 62 + 32, 8 * 32 * 31 + 64])
+def test_largest_popcounts_do_not_overflow(isa: str, k: int) -> None:
+    """Rows of A equal to rows of B and to their negation: every bit matches or differs, the
+    largest counts the byte counters of a tile see (8 per byte per 64-bit word)."""
+    rng = np.random.default_rng(k)
+    b = random_pm1(rng, (19, k))
+    a = np.concatenate([b[:5], -b[5:10], random_pm1(rng, (3, k))])
+    acc = a.astype(np.int64) @ b.astype(np.int64).T
+    assert acc[0, 0] == k and acc[5, 5] == -k
+    with K.use_isa(isa):
+        np.testing.assert_array_equal(K.bgemm(np_pack(a), np_pack(b), k, num_threads=2), acc)
+
+
 @pytest.mark.parametrize("m", [1, 3, 40])
 def test_prepared_rows(m: int) -> None:
     _, a, b, acc = _operands(m + 100, m, 70, 333)
@@ -96,10 +110,10 @@ def test_few_rows_of_a(isa: str, m: int) -> None:
 @pytest.mark.parametrize("k", [1, 33, 64, 65, 128, 129, 160, 256, 257, 288, 289, 320, 513, 544,
                                576, 577, 600, 640, 8 * 32 * 31 + 64, 8 * 32 * 33 + 32])
 def test_every_row_length_class(isa: str, k: int) -> None:
-    """Row lengths that pick each AVX2 tile: short rows (<= 2, 3-4 words), rows of 8q + 1 or
-    8q + 2 words (the tails of four B rows share a vector), and the rest (padded to whole
-    chunks), incl. rows past 31 chunks (the byte counters are widened mid-row); B rows not a
-    multiple of 4."""
+    """Row lengths of every class the tiles treat apart: short rows (<= 2, 3-4 words), rows of
+    8q + 1 or 8q + 2 words, odd rows (padded to 64 bits), the rest, incl. rows past 31 64-bit
+    words and past 31 chunks (where the byte counters are widened mid-row); B rows not a
+    multiple of 4 or 8. (tests/kernels/test_kernel_choice.py runs every candidate tile.)"""
     rng, a, b, acc = _operands(k, 17, 23, k)
     pa, pb = np_pack(a), np_pack(b)
     with K.use_isa(isa):

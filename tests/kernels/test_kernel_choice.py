@@ -9,11 +9,14 @@ import pytest
 import onebit.kernels as K
 from _binary_helpers import optimized_isas, random_pm1
 
-# (in_hw, C_in, C_out, k, stride, pad): filter rows of 18 words (3x3 over 64 channels: the tail
-# kernel and the plain one), of 1-2 words (1x1 over <= 64 channels: three kernels), of 4 words,
-# of 36 words (3x3 over 128 channels).
+# (in_hw, C_in, C_out, k, stride, pad): filter rows of 18 words (3x3 over 64 channels: the
+# broadcast, tail and plain kernels), of 1-2 words (1x1 over <= 64 channels: four kernels), of 4
+# words, of 36 words (3x3 over 128 channels), of 9 words (odd: the broadcast tile pads to 64
+# bits), of 1 word, and of 72 words (3x3 over 256 channels: past 31 64-bit words, where the
+# broadcast tile widens its byte counters mid-row).
 SHAPES = [((9, 7), 64, 12, 3, 1, 1), ((8, 8), 40, 9, 1, 2, 0), ((6, 5), 128, 8, 1, 1, 0),
-          ((5, 6), 128, 7, 3, 2, 1), ((7, 7), 33, 5, 3, 1, 1)]
+          ((5, 6), 128, 7, 3, 2, 1), ((7, 7), 33, 5, 3, 1, 1), ((6, 6), 32, 11, 3, 1, 1),
+          ((5, 5), 20, 9, 1, 1, 0), ((5, 4), 256, 13, 3, 1, 1)]
 
 
 def _layer(rng, shape):
@@ -65,6 +68,25 @@ def test_tune_keeps_the_fastest_measured_candidate(isa: str) -> None:
         np.testing.assert_array_equal(K.bconv2d(x, p, **kw), want)
 
 
+@pytest.mark.parametrize("isa", optimized_isas())
+@pytest.mark.parametrize("cin", [64, 256, 512, 1000])
+def test_every_candidate_counts_the_largest_popcounts(isa: str, cin: int) -> None:
+    """Inputs equal to a filter and equal to its negation: every bit of a row matches (or
+    differs), the largest counts a tile's byte counters see (8 per byte and 64-bit word), over
+    rows up to 9 x 32 words (past the widening points of every tile)."""
+    rng = np.random.default_rng(cin)
+    w = random_pm1(rng, (10, cin, 3, 3))
+    x = np.concatenate([w[:1], -w[:1], random_pm1(rng, (1, cin, 3, 3))])  # 3x3 images
+    xp, wt = K.pack_nchw(x), K.pack_conv_weight(w)
+    want = np.einsum("nchw,ochw->no", x.astype(np.int64), w.astype(np.int64))[:, None, None, :]
+    assert want[0, 0, 0, 0] == 9 * cin and want[1, 0, 0, 0] == -9 * cin
+    with K.use_isa(isa):
+        p = K.prepare_conv_weight(wt, in_channels=cin)
+        for name in p.candidates():
+            p.use_kernel(name)
+            np.testing.assert_array_equal(K.bconv2d(xp, p, in_channels=cin), want, err_msg=name)
+
+
 def test_candidates_name_only_kernels_the_cpu_runs() -> None:
     rng = np.random.default_rng(4)
     wt = K.pack_conv_weight(random_pm1(rng, (4, 64, 3, 3)))
@@ -75,7 +97,7 @@ def test_candidates_name_only_kernels_the_cpu_runs() -> None:
     if "avx2" in optimized_isas():
         with K.use_isa("avx2"):
             p = K.prepare_conv_weight(wt, in_channels=64)
-            assert set(p.candidates()) == {"avx2-mula-3x4-tail2", "avx2-mula-3x4"}
+            assert p.candidates() == ["avx2-bcast-3x8", "avx2-mula-3x4-tail2", "avx2-mula-3x4"]
     if "avx512" in optimized_isas():
         with K.use_isa("avx512"):
             p = K.prepare_conv_weight(wt, in_channels=64)
