@@ -104,6 +104,37 @@ def _binary_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
 
 
+def test_bireal_ablations_swap_one_ingredient_each():
+    """approx_sign=False: BNN's STE for the activations; magnitude_aware=False: plain sign
+    weights with the 1[|W| <= 1] gradient; everything else stays Bi-Real's."""
+    assert BiReal().approx_sign is True and BiReal().magnitude_aware is True
+    w = _w()
+    x = torch.linspace(-1.5, 1.5, 61)
+    for approx, magnitude in ((False, True), (True, False)):
+        m = BiReal(approx_sign=approx, magnitude_aware=magnitude)
+        layers = _binary_layers(binarize_(_cnn(), m))
+        assert layers and m.binary_weight_decay == 0.0 and not m.latent_clip
+        for layer in layers:
+            if approx:
+                assert isinstance(layer.input_quantizer, quantizers.ApproxSign)
+            else:
+                assert type(layer.input_quantizer) is quantizers.Sign
+                xs = x.clone().requires_grad_(True)
+                layer.input_quantizer(xs).sum().backward()
+                torch.testing.assert_close(xs.grad, (x.abs() <= 1).to(x.dtype))
+            if magnitude:
+                assert isinstance(layer.weight_quantizer, quantizers.MagnitudeAwareSign)
+            else:
+                assert type(layer.weight_quantizer) is quantizers.Sign
+                torch.testing.assert_close(_weight_grad(layer.weight_quantizer, w),
+                                           (w.abs() <= 1).to(w.dtype))
+                torch.testing.assert_close(layer.weight_quantizer(w),
+                                           torch.where(w >= 0, 1.0, -1.0))
+    assert methods.get_method({"name": "bireal", "approx_sign": False}).approx_sign is False
+    with pytest.raises(TypeError, match="approx_sign must be true or false"):
+        BiReal(approx_sign="no")
+
+
 def test_bireal_defaults_to_the_papers_gradient_in_a_model():
     m = BiReal()
     assert m.detach_scale is False and m.pad_value == 0.0

@@ -342,6 +342,13 @@ class BiReal(Method):
     paper's gradient (``detach_scale=True``: the official code's). No latent clipping, weight decay
     0 on binary weights. ReLU -> Identity. ``binarize_`` does not add shortcuts: build the model
     from :class:`onebit.nn.BiRealBlock` (one real shortcut around every binary conv).
+
+    Ablations of the paper's ingredients (both on by default): ``approx_sign=False`` trains the
+    activations' sign with the plain straight-through estimator ``1[|x| <= 1]`` (BNN's) instead
+    of ApproxSign's piecewise-linear gradient; ``magnitude_aware=False`` uses plain ``sign(W)``
+    weights (gradient ``1[|W| <= 1]``, still without latent clipping) instead of the
+    magnitude-aware sign. The shortcut ablation is a model choice (e.g. ``resnet20`` with
+    ``block="basic"`` against ``block="bireal"``).
     """
 
     name: ClassVar[str] = "bireal"
@@ -351,11 +358,25 @@ class BiReal(Method):
     unclipped_by_design: ClassVar[bool] = True
     detach_scale: bool = False
     pad_value: float = 0.0
+    approx_sign: bool = True
+    magnitude_aware: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("detach_scale", "approx_sign", "magnitude_aware"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"Bi-Real {field} must be true or false; got "
+                                f"{getattr(self, field)!r}")
+
+    @property
+    def latent_clip(self) -> bool:
+        return False  # the paper's recipe, kept in the magnitude_aware=False ablation too
 
     def input_quantizer(self) -> Any:
-        return {"name": "approx_sign"}
+        return {"name": "approx_sign"} if self.approx_sign else {"name": "sign", "clip": 1.0}
 
     def weight_quantizer(self) -> Any:
+        if not self.magnitude_aware:
+            return {"name": "sign", "clip": 1.0}
         return {"name": "magnitude_aware_sign", "detach_scale": self.detach_scale}
 
     def conv_options(self) -> dict[str, Any]:
