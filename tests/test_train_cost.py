@@ -82,6 +82,28 @@ def test_an_epoch_resumed_midway_is_timed_from_the_resume():
     assert lines == ["epoch 2/2: no metrics (42 s)"]
 
 
+def test_time_left_follows_the_latest_epochs_pace():
+    """The first steps ran 10x slower than the rest (a busy machine, a paused process): after the
+    epoch, the time left comes from that epoch's own pace, not from the first steps."""
+    now = [0.0]
+    lines: list[str] = []
+    w = _work(max_epochs=3, val_images=0, test_images=0)     # 10 steps of 32 images per epoch
+    cb = CostReport([w], 0, epoch_lines=True, measure_steps=2, echo=lines.append,
+                    clock=lambda: now[0])
+    trainer = SimpleNamespace(global_step=0, world_size=1, is_global_zero=True, current_epoch=0,
+                              max_epochs=3, callback_metrics={})
+    cb.on_train_start(trainer, None)
+    cb.on_train_epoch_start(trainer, None)
+    for step in range(1, 11):
+        now[0] += 10.0 if step <= 3 else 1.0
+        trainer.global_step = step
+        cb.on_train_batch_end(trainer, None, None, None, step - 1)
+    assert cb.s_per_image == pytest.approx(10.0 / 32)       # from steps 2-3: the slow start
+    cb.on_train_epoch_end(trainer, None)
+    assert cb.s_per_image == pytest.approx(37.0 / 320)      # the whole epoch: 37 s, 320 images
+    assert lines[-1].endswith(f"(37 s; ~{format_duration(37.0 * 2)} left)")
+
+
 def _run(tmp_path: Path, capsys, progress_bar: bool) -> tuple[dict, list[str]]:
     cfg = {
         "name": "cost", "method": {"name": "bnn"},

@@ -12,7 +12,8 @@ with ``estimate = spent + s * (train images left + eval_cost * images evaluated 
 measured seconds per training image and ``eval_cost = 1/3`` (a forward pass without the backward).
 Stages already finished count with their wall time (``StageWork.done_s``). With
 the progress bar off it also prints one line per epoch (losses, accuracies, the epoch's time and
-the time left).
+the time left); from then on ``s`` is the pace of the latest epoch, so that a slow start or a
+paused process does not skew the time left for the rest of the run.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class CostReport(Callback):
         self._t_first: float | None = None
         self._t_stage: float | None = None
         self._t_epoch: float | None = None
+        self._epoch_step: int | None = None
 
     # ------------------------------------------------------------------ the estimate
     def remaining_s(self, world_size: int, steps_done: int) -> float:
@@ -146,6 +148,7 @@ class CostReport(Callback):
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._t_epoch = self.clock()
+        self._epoch_step = int(trainer.global_step)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -192,8 +195,16 @@ class CostReport(Callback):
         start = self._t_epoch if self._t_epoch is not None else self._t_stage
         took = max(0.0, self.clock() - start) if start is not None else 0.0
         left = ""
+        step = int(trainer.global_step)
+        first = self._epoch_step if self._epoch_step is not None else self._start_step
+        work = self.plan[self.index]
+        done = work.units(trainer.world_size, first) - work.units(trainer.world_size, step)
+        if self.s_per_image is not None and took > 0 and done > 0:
+            # the time left follows the latest epoch's pace (the first steps' estimate may have
+            # caught a slow start, a paused process or a busy machine)
+            self.s_per_image = took / done
         if self.s_per_image is not None:
-            rest = self.remaining_s(trainer.world_size, int(trainer.global_step))
+            rest = self.remaining_s(trainer.world_size, step)
             left = f"; ~{format_duration(rest)} left"
         stage = f" [{self.plan[self.index].name}]" if len(self.plan) > 1 else ""
         self.echo(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}{stage}: "
