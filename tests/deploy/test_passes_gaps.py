@@ -168,3 +168,101 @@ def test_batchnorm_after_a_maxpool_of_a_conv_folds_into_the_conv():
     _randomize_bn(model, 6)
     graph = _compare(model.eval(), (3, 6, 6))
     assert "channel_affine" not in _ops(graph)
+
+
+# ------------------------------------------------------------------ exact_thresholds
+def _sign_layer(kind: str, out: int = 5, cin: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    layer = _quiet(lambda: QuantConv2d(cin, out, 3, bias=False, input_quantizer=SIGN,
+                                       weight_quantizer="scaled_sign") if kind == "conv" else
+                   QuantLinear(cin * 9, out, bias=False, input_quantizer=SIGN,
+                               weight_quantizer="scaled_sign"))
+    return layer.eval()
+
+
+def _bn_with_thresholds(layer: nn.Module, ts: list[float], negative: list[bool]) -> nn.Module:
+    """A BatchNorm after ``layer`` whose output changes sign at accumulator ts[o] (between
+    integers for a strict threshold; the scale's sign picks the side that is negative)."""
+    out = len(ts)
+    bn = (nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d)(out).eval()
+    alpha = layer.binary_weight()[1].double()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor(ts, dtype=torch.float64) * alpha)
+        bn.running_var.fill_(1.0)
+        bn.weight.copy_(torch.tensor([-1.0 if n else 1.0 for n in negative]))
+        bn.bias.zero_()
+    return bn
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_exact_thresholds_at_the_ends_of_the_range(kind):
+    """Channels that are -1 (or +1) for every accumulator, and ones that flip right after the
+    smallest or right before the largest accumulator: every decision over [-n, n] as torch's."""
+    from onebit.deploy.passes import exact_thresholds
+
+    layer = _sign_layer(kind)
+    n = 27
+    ts = [n + 10.0, -n - 10.0, -n + 0.5, n - 0.5, 0.5]
+    bn = _bn_with_thresholds(layer, ts, [False, False, False, True, True])
+    t, flip = exact_thresholds(layer, [bn], n)
+    acc = torch.arange(-n, n + 1, dtype=torch.float32)
+    if kind == "conv":
+        z = bn(layer.output_affine(acc.view(1, 1, -1, 1).expand(1, 5, -1, 1).contiguous(),
+                                   layer.binary_weight()[1]))[0, :, :, 0]
+    else:
+        z = bn(layer.output_affine(acc.view(-1, 1).expand(-1, 5).contiguous(),
+                                   layer.binary_weight()[1])).T
+    want = (z < 0).numpy()
+    a = acc.numpy().astype(np.int64)[None, :]
+    got = np.where(flip[:, None].astype(bool), a > t[:, None], a < t[:, None])
+    np.testing.assert_array_equal(got, want)
+    assert want[0].all() and not want[1].any()            # the constant channels
+    assert want[2].sum() == 1 and want[3].sum() == 1      # one accumulator each at the ends
+    assert np.all(np.abs(t) <= n + 1)
+
+
+def test_exact_thresholds_decline_what_they_cannot_evaluate():
+    from onebit.deploy.passes import exact_thresholds
+
+    layer = _sign_layer("conv")
+    bn = _bn_with_thresholds(layer, [0.5] * 5, [False] * 5)
+    assert exact_thresholds(layer, [bn], 27) is not None
+    assert exact_thresholds(nn.Conv2d(3, 5, 3), [bn], 27) is None          # no binary_weight
+    float_w = _quiet(lambda: QuantConv2d(3, 5, 3, input_quantizer=SIGN, weight_quantizer=None))
+    assert exact_thresholds(float_w.eval(), [bn], 27) is None              # float weights
+    assert exact_thresholds(layer, [None], 27) is None                     # a non-BN fold
+    assert exact_thresholds(layer, [bn, nn.Identity()], 27) is None
+
+
+# ------------------------------------------------------------------ materialize
+def _pnode(op: str, **arrays) -> "object":
+    from onebit.deploy.trace import PNode
+
+    return PNode(op=op, inputs=["x"], output="y", name="n", attrs={},
+                 arrays={k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 2.0])
+def test_materialize_keeps_every_bias_and_multiplier_but_zero_bias_and_unit_multiplier(value):
+    """Optional tensors are left out only when they change nothing (bias 0, multiplier 1):
+    constant biases and multipliers of any other value are written."""
+    from onebit.deploy.passes import materialize
+
+    w = np.arange(8.0).reshape(2, 1, 2, 2)
+    nodes = [_pnode("conv2d", weight=w, mult=[value + 1.0, value + 1.0], bias=[value, value]),
+             _pnode("adder_conv2d", weight=w, mult=[value, value], bias=[value, value])]
+    nodes[0].attrs = {"stride": [1, 1], "padding": [0, 0, 0, 0], "groups": 1, "dilation": [1, 1]}
+    nodes[1].attrs = {"stride": [1, 1], "padding": [0, 0, 0, 0]}
+    graph_nodes, tensors = materialize(nodes)
+    assert [g.op for g in graph_nodes] == ["conv2d", "adder_conv2d"]
+    conv_t = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("000.")}
+    adder_t = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("001.")}
+    np.testing.assert_array_equal(conv_t["weight"], w * (value + 1.0))
+    assert ("bias" in conv_t) == (value != 0.0)
+    np.testing.assert_array_equal(adder_t["weight"], w)
+    assert ("multiplier" in adder_t) == (value != 1.0)
+    assert ("bias" in adder_t) == (value != 0.0)
+    if value == 2.0:
+        np.testing.assert_array_equal(adder_t["multiplier"], [2.0, 2.0])
+        np.testing.assert_array_equal(adder_t["bias"], [2.0, 2.0])
+        np.testing.assert_array_equal(conv_t["bias"], [2.0, 2.0])
