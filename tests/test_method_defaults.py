@@ -286,3 +286,71 @@ def test_kbit_rounds_exact_float32_ties_half_up():
         assert on_tie.any()
         got = quantizers.KBit(bits)(xt)
         assert torch.equal(got[on_tie], 2 * ((vt[on_tie].floor() + 1) / levels - 0.5))
+
+
+# --------------------------------------------------------------------------------------------
+# methods: what each one puts into the layers it converts
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", [BNN(), BinaryConnect(), BinaryConnect(stochastic=True), BWN(),
+                                    XNORNet()], ids=lambda m: repr(m))
+def test_straight_through_windows_are_the_papers(method):
+    """Every STE passes the gradient where |x| <= 1 (the papers' window), for weights and, where
+    the method binarizes them, for inputs: checked on the converted layers' gradients."""
+    model = binarize_(_cnn(), method)
+    layers = _binary_layers(model)
+    assert layers
+    w = _w() * 1.4            # some latent weights in (1, 1.4]: outside the window
+    x = torch.linspace(-2.0, 2.0, 81)
+    mask = (w.abs() <= 1).to(w.dtype)
+    for layer in layers:
+        q = layer.weight_quantizer.train()
+        expect = mask
+        if isinstance(q, quantizers.ScaledSign):  # XNOR-Net / BWN: d(alpha sign W)/dW
+            alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+            expect = 1.0 / w[0].numel() + alpha * mask
+        torch.testing.assert_close(_weight_grad(q, w), expect.expand_as(w))
+        if layer.input_quantizer is not None:
+            xs = x.clone().requires_grad_(True)
+            layer.input_quantizer(xs).sum().backward()
+            torch.testing.assert_close(xs.grad != 0, x.abs() <= 1)
+
+
+def test_biper_output_scale_starts_at_the_fitted_gamma():
+    """A converted BiPer layer's learnable scale starts at E|sin(omega0 W_c)| per channel (stage
+    2, the quantization-error fit), not at ones."""
+    model = binarize_(_cnn(), BiPer(omega0=20.0, stage=2))
+    layers = _binary_layers(model)
+    assert layers
+    for layer in layers:
+        w = layer.weight.detach()
+        gamma = torch.sin(20.0 * w).abs().reshape(w.shape[0], -1).mean(dim=1)
+        torch.testing.assert_close(layer.scale.detach().reshape(-1), gamma)
+        assert not torch.allclose(layer.scale.detach().reshape(-1), torch.ones_like(gamma))
+
+
+def test_xnor_options_default_off_and_validate_exactly():
+    m = XNORNet()
+    assert m.k_map is True and m.input_bits == 1
+    assert m.beta is False and m.relu is False and m.binary_gradients is False
+    assert XNORNet(input_bits=8, k_map=False).input_bits == 8
+    for bad in (True, 0, 9, 2.0):
+        with pytest.raises(ValueError, match="input_bits"):
+            XNORNet(input_bits=bad, k_map=False)
+    for opts in ({"input_bits": 2}, {"input_bits": 2, "k_map": False, "beta": True}):
+        with pytest.raises(ValueError, match="K map and beta"):
+            XNORNet(**opts)
+    two = XNORNet(input_bits=2, k_map=False)
+    assert two.input_quantizer() == {"name": "kbit", "bits": 2}
+    assert XNORNet().input_quantizer() == {"name": "sign", "clip": 1.0}
+
+
+def test_xnor_relu_follows_every_binary_conv_but_the_first_layer():
+    model = binarize_(_cnn(), XNORNet(relu=True))
+    convs = [m for m in model.modules() if isinstance(m, QuantConv2d)]
+    wrapped = [m for m in model.modules() if isinstance(m, nn.Sequential) and "relu" in m._modules]
+    assert len(convs) == 2 and len(wrapped) == 2      # the first conv stays float
+    for seq in wrapped:
+        assert isinstance(seq.conv, QuantConv2d) and type(seq.relu) is nn.ReLU
+    # the model's own ReLUs feeding signs are gone; the added ones stay ReLUs
+    relus = [m for m in model.modules() if type(m) is nn.ReLU]
+    assert len(relus) == 2
