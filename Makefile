@@ -113,6 +113,8 @@ bench-cpp:
 # Results accumulate in .mutmut-cache (a rerun tests only what is new or survived); the report of
 # survivors is tests/mutation/report.md. One module: make mutation MUTATION_ARGS=src/onebit/optim.py;
 # only the earlier survivors (after adding tests): make mutation MUTATION_ARGS=--survivors
+# mutmut edits the source files in place while it runs: leave the checkout alone, or run it in a
+# separate worktree (git worktree add ../onebit-mutation).
 # ---------------------------------------------------------------------------------------------
 MUTMUT_VERSION ?= 2.5.1
 MUTATION_ARGS ?=

@@ -16,6 +16,11 @@ killed, survived, timed out, and the survivors, each either matched by an entry 
 
 Score: killed / (all mutants - equivalent survivors); timeouts count as killed (the mutant made
 the tests hang, which a test run notices).
+
+mutmut writes each mutant into the source file itself while its tests run (the original is kept
+as ``<file>.bak`` and put back after each mutant). Leave the checkout alone meanwhile (no edits,
+no ``git stash``, no other test runs), or run it in a separate worktree:
+``git worktree add ../onebit-mutation && cd ../onebit-mutation && make mutation``.
 """
 
 from __future__ import annotations
