@@ -354,3 +354,46 @@ def test_xnor_relu_follows_every_binary_conv_but_the_first_layer():
     # the model's own ReLUs feeding signs are gone; the added ones stay ReLUs
     relus = [m for m in model.modules() if type(m) is nn.ReLU]
     assert len(relus) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# XNOR-Net's block order: exactly the runs Conv, BN, [activations], Pool move
+# --------------------------------------------------------------------------------------------
+def _order(seq: nn.Sequential) -> list[str]:
+    return [f"{n}:{type(m).__name__}" for n, m in seq.named_children()]
+
+
+def test_xnor_reorder_moves_every_run_and_names_it():
+    seq = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2), nn.AvgPool2d(2),
+                        nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.ReLU(), nn.Hardtanh(),
+                        nn.MaxPool2d(1))
+    wrapper = nn.Module()
+    wrapper.features = seq  # the root is not a Sequential: the run is found inside
+    assert methods.xnor_reorder_(wrapper) == ["features.3", "features.6", "features.11"]
+    assert _order(seq) == ["0:Conv2d", "3:MaxPool2d", "1:BatchNorm2d", "2:ReLU",
+                           "4:Conv2d", "6:AvgPool2d", "5:BatchNorm2d",
+                           "7:Conv2d", "11:MaxPool2d", "8:BatchNorm2d", "9:ReLU", "10:Hardtanh"]
+    assert methods.xnor_reorder_(wrapper) == []  # already in block order
+
+
+@pytest.mark.parametrize("layers", [
+    [nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)],              # no BatchNorm
+    [nn.Identity(), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2)],  # no conv before the BN
+    [nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()],             # no pool: the run ends
+    [nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)],
+    [nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3)],  # a conv, not a pool
+    [nn.Conv2d(1, 2, 3)],
+], ids=["no-bn", "no-conv", "no-pool", "conv-bn", "conv-not-pool", "conv-only"])
+def test_xnor_reorder_leaves_other_sequences_alone(layers):
+    seq = nn.Sequential(*layers)
+    before = _order(seq)
+    assert methods.xnor_reorder_(seq) == []
+    assert _order(seq) == before
+
+
+def test_biper_omega0_must_be_positive():
+    assert BiPer(omega0=0.5).omega0 == 0.5
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="omega0 must be > 0"):
+            BiPer(omega0=bad)
