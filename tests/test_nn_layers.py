@@ -199,6 +199,33 @@ def test_latent_clip_warning():
         QuantLinear(2, 2, input_quantizer="approx_sign")  # activations: fine
 
 
+def test_latent_clip_warning_points_at_the_callers_line():
+    import inspect
+
+    with pytest.warns(LatentClipWarning) as record:
+        line = inspect.currentframe().f_lineno + 1
+        QuantConv2d(2, 2, 3, weight_quantizer="magnitude_aware_sign")
+    with pytest.warns(LatentClipWarning) as record2:
+        line2 = inspect.currentframe().f_lineno + 1
+        QuantLinear(2, 2, weight_quantizer="magnitude_aware_sign")
+    assert (record[0].filename, record[0].lineno) == (__file__, line)
+    assert (record2[0].filename, record2[0].lineno) == (__file__, line2)
+
+
+def test_defaults_and_repr_follow_nn_conv2d():
+    """QuantConv2d's defaults are nn.Conv2d's (padding 0 included); the repr names each
+    quantizer and the output scale."""
+    torch.manual_seed(9)
+    q, ref = QuantConv2d(2, 3, 3), nn.Conv2d(2, 3, 3)
+    x = torch.randn(1, 2, 5, 5)
+    assert q(x).shape == ref(x).shape == (1, 3, 3, 3)
+    r = repr(QuantConv2d(2, 3, 3, input_quantizer="sign", weight_quantizer="periodic_sign",
+                         output_scale=True))
+    assert "input_quantizer=sign" in r and "weight_quantizer=periodic_sign" in r
+    assert "output_scale=True" in r
+    assert repr(QuantLinear(2, 3)) == "QuantLinear(in_features=2, out_features=3, bias=True)"
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="input_scaling"):
         QuantConv2d(2, 2, 3, input_scaling="beta")
