@@ -224,6 +224,23 @@ def test_defaults_and_repr_follow_nn_conv2d():
     assert "input_quantizer=sign" in r and "weight_quantizer=periodic_sign" in r
     assert "output_scale=True" in r
     assert repr(QuantLinear(2, 3)) == "QuantLinear(in_features=2, out_features=3, bias=True)"
+    assert repr(QuantConv2d(2, 3, 3)) == repr(nn.Conv2d(2, 3, 3)).replace("Conv2d", "QuantConv2d")
+    for pad in (-1.0, 1.0):
+        r = repr(QuantConv2d(2, 3, 3, input_quantizer="sign", input_scaling="xnor_k",
+                             pad_value=pad))
+        assert "input_scaling='xnor_k'" in r and f"pad_value={pad}" in r
+
+
+def test_xnor_beta_is_per_input_vector_for_any_leading_shape():
+    """beta = mean |x| over the features of each input vector, also with extra leading axes
+    (nn.Linear's [N, *, F] inputs)."""
+    torch.manual_seed(10)
+    lin = QuantLinear(4, 3, bias=False, input_quantizer="sign", weight_quantizer="sign",
+                      input_scaling="xnor_beta").eval()
+    x = torch.randn(2, 5, 4)
+    plain = torch.sign(x) @ torch.sign(lin.weight).T
+    want = plain * x.abs().mean(dim=-1, keepdim=True)
+    torch.testing.assert_close(lin(x), want)
 
 
 def test_bad_arguments():
