@@ -229,6 +229,8 @@ def test_defaults_and_repr_follow_nn_conv2d():
         r = repr(QuantConv2d(2, 3, 3, input_quantizer="sign", input_scaling="xnor_k",
                              pad_value=pad))
         assert "input_scaling='xnor_k'" in r and f"pad_value={pad}" in r
+    r = repr(QuantLinear(2, 3, input_quantizer="sign", input_scaling="xnor_beta"))
+    assert "input_scaling='xnor_beta'" in r and "input_quantizer=sign" in r
 
 
 def test_xnor_beta_is_per_input_vector_for_any_leading_shape():
