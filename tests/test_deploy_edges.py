@@ -170,6 +170,19 @@ def test_numpy_pooling_fallback_matches_torch_with_ceil_mode(kernel, stride, pad
         np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("size", [(7, 7), (8, 6)])
+def test_numpy_maxpool_with_dilation_matches_torch(size):
+    """Dilated windows take the sliding-window path; rows past the last window (floor mode)
+    must not reach the output."""
+    from onebit.runtime import float_ops
+
+    x = np.random.default_rng(3).standard_normal((1, 2, *size))
+    got = float_ops.maxpool2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), (2, 2), (2, 2),
+                              (0, 0), (2, 2), False)
+    ref = nn.functional.max_pool2d(torch.from_numpy(x), 2, 2, 0, dilation=2).numpy()
+    np.testing.assert_array_equal(got, ref.transpose(0, 2, 3, 1))
+
+
 def test_pool_output_size_follows_torch_in_ceil_mode():
     from onebit.runtime.float_ops import window_out
 

@@ -397,3 +397,38 @@ def test_biper_omega0_must_be_positive():
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match="omega0 must be > 0"):
             BiPer(omega0=bad)
+
+
+def test_binarize_refusal_lists_the_first_five_onebit_layers():
+    model = nn.Sequential(*[QuantLinear(2, 2) for _ in range(7)])
+    with pytest.raises(ValueError) as err:
+        binarize_(model, "bnn")
+    assert "(0, 1, 2, 3, 4)" in str(err.value)
+
+
+def test_addernet_with_a_linear_first_still_converts_the_later_convs():
+    class LinearFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(4, 4)
+            self.conv1 = nn.Conv2d(1, 2, 3)
+            self.conv2 = nn.Conv2d(2, 2, 3)
+
+    from onebit.nn import AdderConv2d
+
+    model = binarize_(LinearFirst(), "addernet", keep_float=["conv1"])
+    assert type(model.embed) is nn.Linear and type(model.conv1) is nn.Conv2d
+    assert isinstance(model.conv2, AdderConv2d)
+
+
+def test_bnn_output_batchnorm_only_after_a_converted_last_linear():
+    fully_conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(),
+                               nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    binarize_(fully_conv, BNN())
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in fully_conv.modules())
+    kept_last = _cnn()
+    binarize_(kept_last, BNN(), keep_float=["12"])
+    assert type(kept_last[12]) is nn.Linear and isinstance(kept_last[10], QuantLinear)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in kept_last.modules())
+    converted = binarize_(_cnn(), BNN())
+    assert isinstance(converted[12], nn.Sequential) and isinstance(converted[12][1], nn.BatchNorm1d)

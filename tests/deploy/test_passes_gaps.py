@@ -266,3 +266,11 @@ def test_materialize_keeps_every_bias_and_multiplier_but_zero_bias_and_unit_mult
         np.testing.assert_array_equal(adder_t["multiplier"], [2.0, 2.0])
         np.testing.assert_array_equal(adder_t["bias"], [2.0, 2.0])
         np.testing.assert_array_equal(conv_t["bias"], [2.0, 2.0])
+
+
+def test_prelu_weights_reach_the_runtime():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.PReLU(4), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([0.1, -0.5, 2.0, 0.0]))
+    _compare(model.eval(), (3, 5, 5))
