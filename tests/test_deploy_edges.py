@@ -183,6 +183,26 @@ def test_numpy_maxpool_with_dilation_matches_torch(size):
     np.testing.assert_array_equal(got, ref.transpose(0, 2, 3, 1))
 
 
+@pytest.mark.parametrize("groups", [2, 32])
+def test_numpy_conv_path_grouped_dilated_in_several_chunks(groups):
+    """The im2col path (grouped and depthwise convs): dilation and stride differ per axis, and
+    each sample's output rows span several im2col chunks."""
+    from onebit.runtime import float_ops
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 32, 128, 130)).astype(np.float32)
+    w = rng.standard_normal((32, 32 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    og = 32 // groups
+    wmat = np.stack([float_ops.conv_weight_matrix(w[g * og:(g + 1) * og]) for g in range(groups)])
+    got = float_ops.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), wmat, b, (3, 3),
+                           (1, 2), (1, 1), (2, 1), groups, 0.0)
+    ref = nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                               stride=(1, 2), padding=1, dilation=(2, 1), groups=groups).numpy()
+    assert got.shape == ref.transpose(0, 2, 3, 1).shape
+    np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+
 def test_pool_output_size_follows_torch_in_ceil_mode():
     from onebit.runtime.float_ops import window_out
 

@@ -175,7 +175,8 @@ def collect() -> dict[str, dict]:
 
 def _match(equivalents: list[dict], fname: str, removed: str, added: str) -> dict | None:
     for e in equivalents:
-        if e["file"] == fname and e["before"].strip() == removed and e["after"].strip() == added:
+        if e["file"] == fname and e["before"].strip() == removed.strip() and \
+                e["after"].strip() == added.strip():
             return e
     return None
 
