@@ -203,6 +203,21 @@ def test_numpy_conv_path_grouped_dilated_in_several_chunks(groups):
     np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
 
 
+def test_int8_adder_inputs_saturate_symmetrically_at_127():
+    """Inputs beyond the calibrated range clip to +-127 levels (never wrap, never -128): the
+    same output as inputs exactly at +-127 scales."""
+    from onebit.runtime import float_ops
+
+    rng = np.random.default_rng(5)
+    scale = np.float32(0.01)
+    wq = rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8)  # [O, kh, kw, C]
+    edge = np.where(rng.random((1, 6, 6, 2)) < 0.5, -127.0, 127.0).astype(np.float32) * scale
+    far = edge * np.float32(40.0)
+    args = (wq, scale, (1, 1), (1, 1), np.ones(3, np.float32), np.zeros(3, np.float32), 1)
+    np.testing.assert_array_equal(float_ops.adder_int8(far, *args),
+                                  float_ops.adder_int8(edge, *args))
+
+
 def test_pool_output_size_follows_torch_in_ceil_mode():
     from onebit.runtime.float_ops import window_out
 
