@@ -282,3 +282,23 @@ def test_bireal_block():
     assert down(torch.randn(1, 4, 7, 7, dtype=DT)).shape == (1, 8, 4, 4)
     assert isinstance(down.conv.input_quantizer, Q.ApproxSign)
     assert isinstance(down.conv.weight_quantizer, Q.MagnitudeAwareSign)
+
+
+def test_block_defaults_and_shortcuts():
+    x = XNORBlock(4, 6)
+    assert x.conv.kernel_size == (3, 3) and x.conv.padding == (0, 0)
+    assert x.conv.binary_grad is False and x.conv.bias is None
+    assert isinstance(XNORBlock(4, 6, pool=nn.AvgPool2d(2)).pool, nn.AvgPool2d)
+    assert isinstance(XNORBlock(4, 6, pool=2).pool, nn.MaxPool2d)
+    with pytest.raises(TypeError, match="pool must be"):
+        XNORBlock(4, 6, pool="max")
+    same = BiRealBlock(4, 4)
+    assert same.conv.pad_value == 0.0 and same.conv.bias is None
+    assert isinstance(same.shortcut, nn.Identity)
+    down = BiRealBlock(4, 8, stride=2)
+    assert [type(m) for m in down.shortcut] == [nn.AvgPool2d, nn.Conv2d, nn.BatchNorm2d]
+    assert down.shortcut[1].bias is None
+    widen = BiRealBlock(4, 8)
+    assert [type(m) for m in widen.shortcut] == [nn.Conv2d, nn.BatchNorm2d]
+    strided = BiRealBlock(4, 4, stride=2)
+    assert [type(m) for m in strided.shortcut] == [nn.AvgPool2d, nn.Conv2d, nn.BatchNorm2d]
