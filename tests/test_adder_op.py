@@ -336,3 +336,23 @@ def test_quantize_errors():
         quantize_adder_layer(layer, 1.0, batchnorm=torch.nn.BatchNorm2d(4))
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         quantize_adder_input(torch.zeros(2, 3), 1.0)
+
+
+def test_adder_conv2d_defaults_and_non_square_inputs():
+    """Defaults are stride 1, no padding and the paper's eta = 0.2 (the filter gradient scaled
+    to eta * sqrt(numel) in L2 norm); H != W keeps each axis's own size; empty tensors are
+    refused on the C++ path."""
+    from onebit.nn.functional import adder_conv2d, adder_conv2d_reference
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 5)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    y = adder_conv2d(x, w)
+    assert y.shape == (2, 4, 5, 3)
+    torch.testing.assert_close(adder_conv2d_reference(x.double(), w.detach().double()).float(),
+                               y.detach(), rtol=1e-5, atol=1e-4)
+    y.sum().backward()
+    torch.testing.assert_close(w.grad.norm(), torch.tensor(0.2 * w.numel() ** 0.5))
+    assert adder_conv2d(x, w.detach(), stride=2, padding=1).shape == (2, 4, 4, 3)
+    with pytest.raises(ValueError, match="empty tensor"):
+        adder_conv2d(torch.randn(0, 3, 7, 5), w.detach())
