@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import _time  # noqa: E402  (h:mm:ss, as in the fmnist table)
+
 __all__ = ["TARGETS", "PAPER_ORDER", "collect", "summarize", "order_check", "markdown", "plot",
            "main"]
 
@@ -96,7 +99,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "std": statistics.stdev(accs) if len(accs) > 1 else None,
                "gap": gap, "target": target, "verdict": verdict,
                "epochs": items[0].get("epochs"), "stages": len(items[0].get("stages") or []) or 1,
-               "wall_time_s": statistics.fmean(r.get("wall_time_s") or 0.0 for r in items),
+               "wall_time_s": (statistics.fmean(r["wall_time_s"] for r in items)
+                               if all(r.get("wall_time_s") for r in items) else None),
                "packed_bytes": items[0].get("size_packed_bytes"),
                "float32_bytes": items[0].get("size_float32_bytes")}
         before = [_stage_acc(r, "train", "binary") for r in items]
@@ -130,13 +134,6 @@ def order_check(rows: list[dict[str, Any]]) -> str:
     if broken:
         return f"papers' order BiPer >= Bi-Real > XNOR-Net > BNN: broken ({'; '.join(broken)}){tail}"
     return f"papers' order BiPer >= Bi-Real > XNOR-Net > BNN: holds ({chain}){tail}"
-
-
-def _time(s: float | None) -> str:
-    if not s:
-        return "-"
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def markdown(rows: list[dict[str, Any]], command: str = "") -> str:

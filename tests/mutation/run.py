@@ -89,10 +89,16 @@ def survivor_ids(path: str) -> list[str]:
                 ids.append(str(m.id))  # equivalent survivors would only survive again
         return ids
 
+    return _in_root(read)
+
+
+def _in_root(fn):
+    """``fn()`` with the working directory at the repository root (mutmut's cache paths are
+    relative to it)."""
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        return read()
+        return fn()
     finally:
         os.chdir(cwd)
 
@@ -165,12 +171,7 @@ def collect() -> dict[str, dict]:
                 entry["survivors"].append((m.line.line_number + 1, removed, added))
         return out
 
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        return read()
-    finally:
-        os.chdir(cwd)
+    return _in_root(read)
 
 
 def _match(equivalents: list[dict], fname: str, removed: str, added: str) -> dict | None:

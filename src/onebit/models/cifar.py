@@ -10,12 +10,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from onebit.models.imagenet import BiRealBlock
+from onebit.models.imagenet import BiRealNet
 from onebit.models.layers import conv1x1, conv3x3, conv_bn_act, linear_bn_act, scaled
 from onebit.models.registry import register_model
 
-__all__ = ["BasicBlock", "BiRealResNetCifar", "ResNetCifar", "VGGSmall", "resnet18", "resnet20",
-           "vgg_small"]
+__all__ = ["BasicBlock", "ResNetCifar", "VGGSmall", "resnet18", "resnet20", "vgg_small"]
 
 
 class VGGSmall(nn.Module):
@@ -119,7 +118,8 @@ def resnet20(num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
 
     ``block="basic"``: 3 basic blocks per stage, one shortcut per two convs (He et al.).
     ``block="bireal"``: the same convs in Bi-Real form, a real shortcut around every 3x3 conv
-    (6 :class:`BiRealBlock` units per stage, same parameter count), as the Bi-Real paper builds
+    (a :class:`~onebit.models.imagenet.BiRealNet` of 6 units per stage with a Conv3x3-BN stem,
+    same parameter count), as the Bi-Real paper builds
     its networks and as the CIFAR ResNet-20 of BiPer's code base (IR-Net / ReCU) does.
     Ref: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Sec. 4.2;
     Liu et al., "Bi-Real Net", ECCV 2018; Vargas et al., "BiPer", CVPR 2024.
@@ -128,7 +128,8 @@ def resnet20(num_classes: int = 10, in_channels: int = 3, width: float = 1.0,
     if block == "basic":
         return ResNetCifar(channels, (3, 3, 3), num_classes, in_channels)
     if block == "bireal":
-        return BiRealResNetCifar(channels, (6, 6, 6), num_classes, in_channels)
+        stem = nn.Sequential(conv3x3(in_channels, channels[0]), nn.BatchNorm2d(channels[0]))
+        return BiRealNet((6, 6, 6), channels, num_classes, in_channels, stem=stem)
     raise ValueError(f"resnet20: block must be 'basic' or 'bireal', got {block!r}")
 
 
@@ -140,30 +141,3 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, width: float = 1.0) ->
     """
     channels = [scaled(c, width) for c in (64, 128, 256, 512)]
     return ResNetCifar(channels, (2, 2, 2, 2), num_classes, in_channels)
-
-
-class BiRealResNetCifar(nn.Module):
-    """CIFAR ResNet in Bi-Real form: Conv3x3 stem-BN -> stages of :class:`BiRealBlock` (one real
-    shortcut around every 3x3 conv; the first unit of every stage but the first has stride 2) ->
-    global average pool -> FC. The stem and the classifier stay full precision under every method
-    that keeps the first and last layer float; the downsampling 1x1 convs are marked float."""
-
-    def __init__(self, channels: Sequence[int], units: Sequence[int], num_classes: int,
-                 in_channels: int, activation: str = "relu"):
-        super().__init__()
-        self.stem = nn.Sequential(conv3x3(in_channels, channels[0]), nn.BatchNorm2d(channels[0]))
-        stages = []
-        prev = channels[0]
-        for i, (ch, n) in enumerate(zip(channels, units)):
-            stride = 1 if i == 0 else 2
-            stage = [BiRealBlock(prev, ch, stride, activation)]
-            stage += [BiRealBlock(ch, ch, 1, activation) for _ in range(n - 1)]
-            stages.append(nn.Sequential(*stage))
-            prev = ch
-        self.layers = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(prev, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flatten(self.pool(self.layers(self.stem(x)))))

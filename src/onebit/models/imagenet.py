@@ -55,14 +55,16 @@ class BiRealBlock(nn.Module):
 
 
 class BiRealNet(nn.Module):
-    """Stem (Conv7x7/2-BN-MaxPool3x3/2, full precision) -> stages of :class:`BiRealBlock` (the
+    """Stem (Conv7x7/2-BN-MaxPool3x3/2, full precision, or the given ``stem``) -> stages of
+    :class:`BiRealBlock` (the
     first unit of every stage but the first has stride 2 and doubles the channels) -> global
     average pool -> FC (full precision)."""
 
     def __init__(self, units: Sequence[int], channels: Sequence[int], num_classes: int,
-                 in_channels: int, activation: str):
+                 in_channels: int, activation: str = "relu", stem: nn.Module | None = None):
         super().__init__()
-        self.stem = nn.Sequential(
+        # ``stem`` replaces the ImageNet stem (e.g. a CIFAR 3x3 conv and BatchNorm)
+        self.stem = stem if stem is not None else nn.Sequential(
             nn.Conv2d(in_channels, channels[0], 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(channels[0]),
             nn.MaxPool2d(3, stride=2, padding=1),
