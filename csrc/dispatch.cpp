@@ -17,6 +17,7 @@ CpuFeatures detect() {
                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                      __builtin_cpu_supports("avx512vpopcntdq") &&
                      __builtin_cpu_supports("avx512bitalg");
+  f.avx512_vnni = f.avx512_vpopcnt && __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(ONEBIT_ARM64)
   f.neon = true;

@@ -11,6 +11,7 @@ enum class Isa : int { Reference = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
 struct CpuFeatures {
   bool avx2 = false;          // AVX2 + FMA + POPCNT + BMI2
   bool avx512_vpopcnt = false;  // AVX-512 F/BW/VL/DQ + VPOPCNTDQ + BITALG
+  bool avx512_vnni = false;   // AVX-512 F/BW/VL/DQ + VNNI (vpdpbusd: the int8 kernels)
   bool neon = false;          // AArch64 Advanced SIMD
 };
 
@@ -32,6 +33,16 @@ inline bool avx2_or_better() {
 #if defined(ONEBIT_X86)
   const Isa isa = active_isa();
   return isa == Isa::Avx2 || isa == Isa::Avx512;
+#else
+  return false;
+#endif
+}
+
+// Whether the int8 kernels run their AVX-512 VNNI variant: the active ISA is AVX-512 and the CPU
+// has VNNI too.
+inline bool avx512_vnni_active() {
+#if defined(ONEBIT_X86)
+  return active_isa() == Isa::Avx512 && cpu_features().avx512_vnni;
 #else
   return false;
 #endif

@@ -38,7 +38,7 @@ struct PixelCursor {
 };
 
 inline void copy_words(uint32_t* dst, const uint32_t* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  std::memcpy(dst, src, sizeof(uint32_t) * static_cast<size_t>(n));
 }
 
 // Writes the packed patch of output pixel c (kernel_h * kernel_w * cw words) to dst.
@@ -84,6 +84,8 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_
     if (s.in_channels % 32) pad_tap.back() = (uint32_t{1} << (s.in_channels % 32)) - 1u;
   }
 
+  // panels of 4 bytes per word hold the words as they are (microkernel.h): patches go straight in
+  const bool plain_rows = uk.bytes_per_word == 4;
   const Blocking bl = choose_blocking(uk, pixels, cout, kp, threads);
   parallel_for_dynamic(bl.tiles_m * bl.tiles_n, threads, 1, [&](int64_t begin, int64_t end) {
     Scratch& sc = thread_scratch();
@@ -99,9 +101,17 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_
       const int64_t valid_rows = std::min(rows, pixels - p0);
       if (packed != tm) {
         PixelCursor cur(p0, ho, wo);
-        for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
-          gather_patch(x, s, cur, pad_tap.data(), patch);
-          uk.pack_row(patch, kp, a_panel + r * rb);
+        if (plain_rows) {  // the panel row is the patch: gather into it (words past it stay 0)
+          for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
+            uint32_t* row = reinterpret_cast<uint32_t*>(a_panel + r * rb);
+            gather_patch(x, s, cur, pad_tap.data(), row);
+            for (int64_t k = kwords; k < kp; ++k) row[k] = 0u;
+          }
+        } else {
+          for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
+            gather_patch(x, s, cur, pad_tap.data(), patch);
+            uk.pack_row(patch, kp, a_panel + r * rb);
+          }
         }
         std::memset(a_panel + valid_rows * rb, 0, static_cast<size_t>((rows - valid_rows) * rb));
         packed = tm;

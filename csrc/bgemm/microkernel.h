@@ -16,7 +16,8 @@ struct PopcountKernel {
   int mr;              // rows of A per tile
   int nr;              // rows of B per tile (1, 2, 4 or 8: divides 32)
   int k_align;         // kp is a multiple of this many words
-  int bytes_per_word;  // panel bytes per packed word
+  int bytes_per_word;  // panel bytes per packed word; 4: pack_row copies the words as they are
+                       // (the conv gathers patches straight into A panels then)
   // Converts one row of kp plain words into the panel format at dst (kp * bytes_per_word bytes).
   void (*pack_row)(const uint32_t* src, int64_t kp, uint8_t* dst);
   // c[i * ldc + j] = popcount(A row i XOR B row j) over kp words, for i < mr, j < nr; A row i
@@ -70,6 +71,10 @@ void direct_popcnt_x86(const uint32_t* a, int64_t m, const uint32_t* b, int64_t 
 void row_popcounts_popcnt(const uint32_t* p, int64_t rows, int64_t words_per_row, int32_t* out);
 void pack_row_plain(const uint32_t* src, int64_t kp, uint8_t* dst);
 const PopcountKernel& popcount_kernel_avx512();
+// Broadcast tiles (MR rows of A x NR rows of B): B rows side by side in the zmm lanes, each A
+// word broadcast; rows padded to 64 bits only, no horizontal reductions (see bgemm_avx512.cpp).
+const PopcountKernel& popcount_kernel_avx512_bcast8x16();
+const PopcountKernel& popcount_kernel_avx512_bcast4x32();
 #endif
 #if defined(ONEBIT_ARM64)
 const PopcountKernel& popcount_kernel_neon();

@@ -21,6 +21,7 @@ NB_MODULE(_kernels, m) {
     nb::dict d;
     d["avx2"] = f.avx2;
     d["avx512_vpopcnt"] = f.avx512_vpopcnt;
+    d["avx512_vnni"] = f.avx512_vnni;
     d["neon"] = f.neon;
     return d;
   });

@@ -1,6 +1,6 @@
 // Drivers of the int8 convolution: prepared filters, argument checks, ISA dispatch, the
 // quantizing (or copying) pad pass, and the split of output rows over threads. The row kernels
-// live in int8conv_reference.cpp and int8conv_avx2.cpp.
+// live in int8conv_reference.cpp, int8conv_avx2.cpp and int8conv_vnni.cpp.
 #include "floatops/int8conv.h"
 
 #include <algorithm>
@@ -170,7 +170,7 @@ void convolve(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const Conv
               bool relu, int num_threads) {
   const int64_t oh = g.oh(), row = (g.w + 2 * g.pw) * g.c, hp = g.h + 2 * g.ph;
   const int64_t macs_per_row = g.ow() * g.cout * w.taps();
-  const bool avx2 = avx2_or_better();
+  const bool avx2 = avx2_or_better(), vnni = avx512_vnni_active();
   parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
     AlignedBytes scratch;
 #if defined(ONEBIT_X86)
@@ -180,12 +180,17 @@ void convolve(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const Conv
       const int64_t n = r / oh, o = r % oh;
       const Int8Row ir{xp + (n * hp + o * g.sh) * row, row, y + r * g.ow() * g.cout, relu};
 #if defined(ONEBIT_X86)
+      if (vnni) {
+        vnni::conv_row(ir, w, g, scratch.get());
+        continue;
+      }
       if (avx2) {
         avx2::conv_row(ir, w, g, scratch.get());
         continue;
       }
 #endif
       (void)avx2;
+      (void)vnni;
       ref::conv_row(ir, w, g);
     }
   });

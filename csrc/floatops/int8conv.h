@@ -12,9 +12,10 @@
 // folded by the caller. rint rounds half to even; the clamp is done in float before rounding
 // (NaN becomes 0). acc is exact (int32; the size check keeps |acc| < 2^31).
 //
-// Every function runs the AVX2 kernel when onebit's active ISA is AVX2 or better, the plain
-// reference loops otherwise (ONEBIT_KERNELS=reference forces them); both give bit-identical
-// results (integer sums, then the same float operations). Parallel over output rows on
+// Every function runs the AVX-512 VNNI kernel when onebit's active ISA is AVX-512 and the CPU has
+// VNNI, the AVX2 kernel when it is AVX2 or better, the plain reference loops otherwise
+// (ONEBIT_KERNELS=reference / avx2 forces them); all give bit-identical results (exact integer
+// sums, then the same float operations). Parallel over output rows on
 // num_threads threads (<= 0: onebit's default). Invalid arguments throw std::invalid_argument.
 #pragma once
 #include <cstdint>

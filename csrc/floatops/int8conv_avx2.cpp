@@ -133,8 +133,7 @@ int64_t scratch_bytes(const PreparedInt8Conv& w, const ConvGeometry& g) {
   return g.ow() * w.groups() * 4 + 64;
 }
 
-void conv_row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g,
-              uint8_t* scratch) {
+void im2row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g, uint8_t* scratch) {
   const int64_t ow = g.ow(), c = g.c, kp = w.groups() * 4;
   // im2row: pixel x's taps in (i, j, c) order at scratch + x kp. Runs are copied in increasing
   // order, so each run's overshoot is overwritten by the next; the bytes past K of a pixel hold
@@ -152,6 +151,12 @@ void conv_row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g
           copy_run(dst + (i * g.kw + j) * c, src + i * row_step + j * g.dw * c, c);
     }
   }
+}
+
+void conv_row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g,
+              uint8_t* scratch) {
+  im2row(r, w, g, scratch);
+  const int64_t ow = g.ow(), kp = w.groups() * 4;
   TileArgs a{kp, w.groups(), g.cout, r.relu};
   if (w.pairs() == 2)
     blocks_row<2>(scratch, w, r.yrow, ow, a);

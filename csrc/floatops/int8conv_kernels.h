@@ -47,9 +47,16 @@ namespace avx2 {
 int64_t scratch_bytes(const PreparedInt8Conv& w, const ConvGeometry& g);
 void conv_row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g,
               uint8_t* scratch);
+// The row buffer alone (shared with the VNNI kernel): pixel x's taps at scratch + x * groups * 4.
+void im2row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g, uint8_t* scratch);
 void quantize(const float* x, uint8_t* q, int64_t count, float inv_scale, int zero_point,
               int act_max);
 }  // namespace avx2
+namespace vnni {
+// The AVX-512 VNNI row kernel (int8conv_vnni.cpp); scratch as for avx2::conv_row.
+void conv_row(const Int8Row& r, const PreparedInt8Conv& w, const ConvGeometry& g,
+              uint8_t* scratch);
+}  // namespace vnni
 #endif
 
 }  // namespace onebit::int8conv
