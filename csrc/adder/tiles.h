@@ -34,3 +34,17 @@ void sad_chunk(const uint8_t* Xc, int64_t np, const uint8_t* Wc, int64_t M, int6
                const float* mult, const float* bias, float* Y, int64_t ldy);
 
 }  // namespace onebit::adder::avx2
+
+namespace onebit::adder::avx512 {
+
+// The AVX-512 SAD tiles (infer_int8_avx512.cpp) read the filters in groups of eight, per 8-byte
+// word q a 64-byte block of the eight filters' words q. pack_filters writes that layout (64-byte
+// aligned Wb of filters_padded(M) * kp bytes) from int8 filters w [M, K], in offset binary, the
+// bytes past K and the padding filters zero.
+int64_t filters_padded(int64_t M);
+void pack_filters(const int8_t* w, int64_t M, int64_t K, int64_t kp, uint8_t* Wb);
+// As avx2::sad_chunk, with Wb from pack_filters.
+void sad_chunk(const uint8_t* Xc, int64_t np, const uint8_t* Wb, int64_t M, int64_t kp,
+               const float* mult, const float* bias, float* Y, int64_t ldy);
+
+}  // namespace onebit::adder::avx512
