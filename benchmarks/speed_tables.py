@@ -2,6 +2,7 @@
 
     python benchmarks/speed_tables.py [--kernels benchmarks/out/kernels.json]
                                       [--models benchmarks/out/models.json]
+                                      [--kernels-other-isa benchmarks/out/zen4/kernels_avx2.json]
 
 Prints the machine line of each run, the binary conv2d table (kernels.py: PyTorch fp32 conv2d vs
 onebit, G binary MAC/s beside the tile limit of the same run, the kernel each layer ran) and the
@@ -41,6 +42,22 @@ def kernels_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def isa_table(best: dict, other: dict) -> str:
+    """The same layers under two ISAs of one CPU (kernels.py, the second run with
+    ONEBIT_KERNELS=avx2): 1-thread medians and the ratio, so that no shape is slower under the
+    wider ISA unnoticed."""
+    isa_b, isa_o = best["machine"]["onebit_isa"], other["machine"]["onebit_isa"]
+    mine = {r["shape"]: r for r in other["rows"] if r["threads"] == 1}
+    lines = [f"| layer | {isa_o} ms | {isa_b} ms | {isa_b} speed-up | {isa_b} kernel |",
+             "|---|---:|---:|---:|---|"]
+    for r in best["rows"]:
+        if r["threads"] == 1 and r["shape"] in mine:
+            o = mine[r["shape"]]
+            lines.append(f"| {r['shape']} | {o['onebit_ms']:.3f} | {r['onebit_ms']:.3f} "
+                         f"| {o['onebit_ms'] / r['onebit_ms']:.2f}x | {r['onebit_kernel']} |")
+    return "\n".join(lines)
+
+
 def models_table(res: dict) -> str:
     rivals = [r for r in ("int8", "fp32") if any("speedup_vs_" + r in x for x in res["rows"])]
     head = "| model | batch | threads | median ms | vs PyTorch fp32 |" + "".join(
@@ -72,9 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kernels", type=Path, default=OUT / "kernels.json")
     p.add_argument("--models", type=Path, default=OUT / "models.json")
+    p.add_argument("--kernels-other-isa", type=Path, default=None,
+                   help="kernels.py JSON of the same CPU under another ISA (ONEBIT_KERNELS=avx2)")
     a = p.parse_args(argv)
-    print(kernels_table(json.loads(a.kernels.read_text())))
+    kernels = json.loads(a.kernels.read_text())
+    print(kernels_table(kernels))
     print()
+    if a.kernels_other_isa:
+        print(isa_table(kernels, json.loads(a.kernels_other_isa.read_text())))
+        print()
     print(models_table(json.loads(a.models.read_text())))
     return 0
 
