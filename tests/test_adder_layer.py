@@ -156,3 +156,44 @@ def test_bad_arguments():
         AdderConv2d(3, 2, 3, eta=-1.0)
     with pytest.raises(ValueError, match="stride"):
         adder_conv2d(x, torch.randn(2, 3, 3, 3), stride=(1, 2, 3))
+
+
+def test_layer_defaults_attributes_and_repr():
+    layer = AdderConv2d(3, 5, 2)
+    assert (layer.in_channels, layer.out_channels) == (3, 5)
+    assert layer.kernel_size == (2, 2) and layer.stride == (1, 1) and layer.padding == (0, 0)
+    assert layer.eta == 0.2 and layer.bias is None
+    assert layer.weight.shape == (5, 3, 2, 2)
+    assert layer.extra_repr() == "3, 5, kernel_size=(2, 2), stride=(1, 1), padding=(0, 0), eta=0.2"
+    biased = AdderConv2d(1, 1, 1, stride=2, padding=1, bias=True, eta=None)
+    assert biased.kernel_size == (1, 1) and biased.weight.shape == (1, 1, 1, 1)
+    assert biased.extra_repr() == ("1, 1, kernel_size=(1, 1), stride=(2, 2), padding=(1, 1), "
+                                   "eta=None, bias=True")
+    # the defaults are those of the forward: an 8x8 input gives 7x7 with a 2x2 kernel
+    assert layer(torch.randn(1, 3, 8, 8)).shape == (1, 5, 7, 7)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.0, "3"])
+def test_layer_rejects_channel_counts_that_are_not_positive_ints(bad):
+    with pytest.raises(ValueError, match="in_channels"):
+        AdderConv2d(bad, 2, 3)
+    with pytest.raises(ValueError, match="out_channels"):
+        AdderConv2d(2, bad, 3)
+
+
+def test_layer_eta_must_be_strictly_positive():
+    with pytest.raises(ValueError, match="eta"):
+        AdderConv2d(2, 2, 3, eta=0.0)
+    assert AdderConv2d(2, 2, 3, eta=1e-9).eta == 1e-9
+
+
+def test_reference_defaults_are_stride_1_padding_0_eta_0_2():
+    x, w, _, _ = make((2, 3, 6, 5, 4, 3, 1, 0), seed=5)
+    g = torch.randn(2, 4, 4, 3, dtype=DT, generator=torch.Generator().manual_seed(6))
+    xa, wa = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    ya = adder_conv2d_reference(xa, wa)
+    ga = torch.autograd.grad(ya, (xa, wa), g)
+    yb, gxb, gwb, _ = run(adder_conv2d_reference, x, w, 1, 0, 0.2, g)
+    torch.testing.assert_close(ya.detach(), yb, rtol=0, atol=0)
+    torch.testing.assert_close(ga[0], gxb, rtol=0, atol=0)
+    torch.testing.assert_close(ga[1], gwb, rtol=0, atol=0)  # eta scales this one

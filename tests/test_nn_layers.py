@@ -302,3 +302,23 @@ def test_block_defaults_and_shortcuts():
     assert [type(m) for m in widen.shortcut] == [nn.Conv2d, nn.BatchNorm2d]
     strided = BiRealBlock(4, 4, stride=2)
     assert [type(m) for m in strided.shortcut] == [nn.AvgPool2d, nn.Conv2d, nn.BatchNorm2d]
+
+
+def test_xnor_k_map_defaults_and_padding_forms():
+    """stride 1, no padding, dilation 1 by default; a 1x1 kernel is allowed; an int, a pair and a
+    4-tuple (left, right, top, bottom) of padding all work."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 3, 6, 7, generator=g)
+    a = x.abs().mean(dim=1, keepdim=True)
+    torch.testing.assert_close(xnor_k_map(x, 1), a)
+    box = xnor_k_map(x, 3)
+    assert box.shape == (2, 1, 4, 5)
+    torch.testing.assert_close(box, F.avg_pool2d(a, 3, stride=1))
+    torch.testing.assert_close(box, xnor_k_map(x, 3, 1, 0, 1))
+    padded = xnor_k_map(x, 3, padding=1)
+    assert padded.shape == (2, 1, 6, 7)
+    torch.testing.assert_close(padded, F.avg_pool2d(F.pad(a, (1, 1, 1, 1)), 3, stride=1))
+    torch.testing.assert_close(xnor_k_map(x, 3, padding=(1, 2)),
+                               F.avg_pool2d(F.pad(a, (2, 2, 1, 1)), 3, stride=1))
+    torch.testing.assert_close(xnor_k_map(x, 3, padding=(0, 1, 2, 0)),
+                               F.avg_pool2d(F.pad(a, (0, 1, 2, 0)), 3, stride=1))
