@@ -7,6 +7,8 @@
 // accumulators); the output transform is fma(-float(sad), multiplier, bias) on eight filters at
 // once, the same operations as the AVX2 and reference kernels (bit-identical results). Long rows
 // are taken in slices that stay in L1 (see kSlice).
+// (The conversions use their zero-masking forms with a full mask: the plain ones warn under GCC 12
+// about an uninitialised pass-through operand, see bgemm_avx512.cpp.)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -43,7 +45,7 @@ void sad_tile(const uint8_t* X, const uint8_t* Wb, int64_t kp, int64_t q0, int64
 #pragma GCC unroll 2
     for (int g = 0; g < kG; ++g)
       acc[i][g] = (PASS == kMiddle || PASS == kLast)
-                      ? _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(part + i * ldp + 8 * g)))
+                      ? _mm512_maskz_cvtepu32_epi64(0xff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(part + i * ldp + 8 * g)))
                       : _mm512_setzero_si512();
   for (int64_t q = q0; q < q1; ++q) {
     __m512i wv[kG];
@@ -63,7 +65,7 @@ void sad_tile(const uint8_t* X, const uint8_t* Wb, int64_t kp, int64_t q0, int64
     for (int i = 0; i < MP; ++i)
 #pragma GCC unroll 2
       for (int g = 0; g < kG; ++g)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(part + i * ldp + 8 * g), _mm512_cvtepi64_epi32(acc[i][g]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(part + i * ldp + 8 * g), _mm512_maskz_cvtepi64_epi32(0xff, acc[i][g]));
     return;
   }
 #pragma GCC unroll 2
@@ -75,7 +77,7 @@ void sad_tile(const uint8_t* X, const uint8_t* Wb, int64_t kp, int64_t q0, int64
 #pragma GCC unroll 8
     for (int i = 0; i < MP; ++i) {
       // each sum < 2^31 converts with round-to-nearest-even, as static_cast<float>(int64_t)
-      const __m256 sad = _mm512_cvtepi64_ps(acc[i][g]);
+      const __m256 sad = _mm512_maskz_cvtepi64_ps(0xff, acc[i][g]);
       const __m256 y = _mm256_fmadd_ps(_mm256_sub_ps(_mm256_setzero_ps(), sad), m, b);
       _mm256_mask_storeu_ps(Y + i * ldy + 8 * g, k, y);
     }

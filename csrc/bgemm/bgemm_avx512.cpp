@@ -121,7 +121,7 @@ void tile_bcast8(const uint8_t* a, const uint8_t* b, int64_t kp, int32_t* c, int
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int g = 0; g < G; ++g)  // every total fits 32 bits
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * ldc + 8 * g), _mm512_cvtepi64_epi32(acc[i][g]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + i * ldc + 8 * g), _mm512_maskz_cvtepi64_epi32(0xff, acc[i][g]));
 }
 
 

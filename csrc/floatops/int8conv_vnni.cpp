@@ -10,6 +10,8 @@
 // the 4-term sum fits int32, so the integer result is exact for every act_max and |w| <= 127,
 // independent of the AVX2 kernel's int16 bound (pairs); the output transform is the same float
 // operations as the other kernels, so the results are bit-identical to them.
+// (The conversions use their zero-masking forms with a full mask: the plain ones warn under GCC 12
+// about an uninitialised pass-through operand, see bgemm_avx512.cpp.)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -77,7 +79,7 @@ inline void tile(const uint8_t* xr, const int8_t* wb, const int32_t* zs, const f
     const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n > 0 ? n : 0)) - 1u);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      __m512 o = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], z)), s, b);
+      __m512 o = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_sub_epi32(acc[r][v], z)), s, b);
       if (a.relu) o = _mm512_max_ps(o, zero);
       _mm512_mask_storeu_ps(y + r * a.cout + 16 * v, m, o);
     }
