@@ -80,7 +80,7 @@ inline void tile(const uint8_t* xr, const int8_t* wb, const int32_t* zs, const f
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m512 o = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_sub_epi32(acc[r][v], z)), s, b);
-      if (a.relu) o = _mm512_max_ps(o, zero);
+      if (a.relu) o = _mm512_maskz_max_ps(0xffff, o, zero);
       _mm512_mask_storeu_ps(y + r * a.cout + 16 * v, m, o);
     }
   }
