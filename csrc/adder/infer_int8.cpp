@@ -38,9 +38,10 @@ void int8_conv2d(const int8_t* x, const int8_t* w, int8_t pad_value, const float
 
   // the filters in offset binary: rows of kp bytes (AVX2), or in the AVX-512 broadcast tiles'
   // layout (groups of eight side by side)
-  // Rows of more than kZmmMaxK bytes stay on the AVX2 tiles: on Zen 4 (1 thread, caches cold as
-  // in a network) the AVX-512 tiles run 3x3 convs over 64-256 channels (K <= 2304) 1.3-1.9x
-  // faster than AVX2, but over 512 channels (K = 4608) 1.2x slower (benchmarks/adder.py).
+  // Rows of more than kZmmMaxK bytes stay on the AVX2 tiles: on Zen 4 (1 thread,
+  // benchmarks/adder.py) the AVX-512 tiles ran 3x3 convs over 64-256 channels (K <= 2304)
+  // 1.1-1.3x faster than AVX2 and the 1x1 layer 1.8x, but 3x3 over 512 channels (K = 4608)
+  // 1.2x slower.
   constexpr int64_t kZmmMaxK = 3072;
   const bool zmm = active_isa() == Isa::Avx512 && K <= kZmmMaxK;
   ScratchBuffer<uint8_t> wp(static_cast<size_t>(zmm ? avx512::filters_padded(M) * kp : M * kp));

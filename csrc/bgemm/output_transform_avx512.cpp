@@ -1,7 +1,7 @@
 // The Float output transform in one AVX-512 pass per row: per 16 channels, vcvtdq2ps, the
 // products and sums of output_transform.h in the same order and without contraction, the store,
-// and the sign bits straight from vcmpltps's mask (two masks make one packed word). The other
-// kinds, and Float where no residual or sign bits are asked for, run the AVX2 build.
+// and the sign bits straight from vcmpltps's mask (two masks make one packed word). The Int32 and
+// Bits kinds run the AVX2 build.
 //
 // Absent terms are neutral values that change no bit of any result: a missing row scale or
 // multiplier multiplies by 1 (exact for every float), a missing bias or residual adds -0.0

@@ -73,8 +73,9 @@ const PopcountKernel* popcount_kernel(Isa isa, int64_t kw) {
   switch (isa) {
 #if defined(ONEBIT_X86)
     case Isa::Avx512:
-      // the broadcast tile: on Zen 4 1.5-2x the chunked tile on 3x3 convs over 64-128
-      // channels and 1.2-1.8x on deeper ones; 4 x 32 is a candidate (ahead by up to 5% there)
+      // the broadcast tile: on Zen 4 faster than the chunked AVX-512 tile and every AVX2 tile on
+      // each ResNet-18 layer shape (benchmarks/kernels.py); 4 x 32, within 5% of it and ahead on
+      // the deeper layers, is a candidate
       (void)kw;
       return &popcount_kernel_avx512_bcast8x16();
     case Isa::Avx2:

@@ -7,8 +7,9 @@
 // vpbroadcastd of the pixel's 4 bytes and one vpdpbusd per block (u8 x s8, 4 products summed
 // into each int32 lane). The register tile is R pixels x V blocks (6 x 4 on the 3 -> 64 stem: 24
 // accumulators). vpdpbusd adds into int32 without saturation and each product fits int16 plus
-// the 4-term sum fits int32, so the integer result is exact for every act_max and |w| <= 127,
-// independent of the AVX2 kernel's int16 bound (pairs); the output transform is the same float
+// the 4-term sum fits int32, so the integer result is exact for every act_max and |w| <= 127
+// (the prepared filters still enforce the AVX2 kernel's int16 bound, which this kernel does not
+// need); the output transform is the same float
 // operations as the other kernels, so the results are bit-identical to them.
 // (The conversions use their zero-masking forms with a full mask: the plain ones warn under GCC 12
 // about an uninitialised pass-through operand, see bgemm_avx512.cpp.)

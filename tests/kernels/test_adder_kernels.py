@@ -82,7 +82,8 @@ def test_int8_output_transform_is_bit_identical_across_isas(shape):
 
 @pytest.mark.parametrize("isa", ISAS[1:])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(1, 3), hw=st.integers(1, 12), c=st.integers(1, 70), cout=st.one_of(st.integers(1, 14), st.integers(15, 40)),
+@given(n=st.integers(1, 3), hw=st.integers(1, 12), c=st.integers(1, 70),
+       cout=st.one_of(st.integers(1, 14), st.integers(15, 40)),
        k=st.sampled_from([1, 2, 3]), s=st.integers(1, 2), p=st.integers(0, 2),
        pad_value=st.integers(-128, 127), threads=st.integers(1, 3), seed=st.integers(0, 2**31))
 def test_int8_random_shapes_match_reference(isa, n, hw, c, cout, k, s, p, pad_value, threads, seed):

@@ -102,8 +102,8 @@ def test_every_isa_equals_exact_integer_result(shape, bits):
 @given(data=st.data())
 def test_property_every_isa_equals_exact_integer_result(data):
     """Random geometries (C_in 1..4 mostly, any kernel, stride, dilation, padding up to whole
-    windows of padding, C_out around the 8 / 16-channel blocks and the VNNI tile's 4 blocks), 7- or 8-bit
-    activations."""
+    windows of padding, C_out around the 8 / 16-channel blocks and the VNNI tile's 4 blocks), 7- or
+    8-bit activations."""
     draw = data.draw
     c = draw(st.one_of(st.integers(1, 4), st.integers(5, 24)))
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))

@@ -23,7 +23,8 @@ _isa_lock = threading.Lock()
 
 
 def cpu_features() -> dict[str, bool]:
-    """The CPU features the dispatcher saw: ``{"avx2": ..., "avx512_vpopcnt": ..., "avx512_vnni": ..., "neon": ...}``."""
+    """The CPU features the dispatcher saw: ``{"avx2": ..., "avx512_vpopcnt": ...,
+    "avx512_vnni": ..., "neon": ...}``."""
     return dict(_kernels.cpu_features())
 
 
