@@ -10,9 +10,11 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/parallel.h"
 #include "floatops/int8conv_kernels.h"
+#include "floatops/kernels.h"
 
 namespace onebit::int8conv {
 
@@ -139,10 +141,10 @@ void quantize(const float* x, uint8_t* q, int64_t count, float scale, int zero_p
 
 namespace {
 
-// Fills the padded quantized input: fill(row_src_index, dst, count) writes one input row's
-// interior; padding bytes hold zero_point. 64 zero bytes follow the buffer (the AVX2 im2row
-// reads up to 31 bytes past a run). Every byte is written (rows in full), so none is read
-// uninitialized.
+// Fills the padded quantized input: fill(n, ih, dst) writes input row (n, ih)'s interior
+// (g.w * g.c bytes, NHWC order); padding bytes hold zero_point. 64 zero bytes follow the buffer
+// (the AVX2 im2row reads up to 31 bytes past a run). Every byte is written (rows in full), so none
+// is read uninitialized.
 template <class Fill>
 AlignedBytes padded_input(const PreparedInt8Conv& w, const ConvGeometry& g, int num_threads,
                           Fill fill) {
@@ -159,64 +161,157 @@ AlignedBytes padded_input(const PreparedInt8Conv& w, const ConvGeometry& g, int 
         continue;
       }
       std::memset(d, zp, static_cast<size_t>(g.pw * g.c));
-      fill((n * g.h + ih) * g.w * g.c, d + g.pw * g.c, g.w * g.c);
+      fill(n, ih, d + g.pw * g.c);
       std::memset(d + (g.pw + g.w) * g.c, zp, static_cast<size_t>(g.pw * g.c));
     }
   });
   return buf;
 }
 
+// Input row (n, ih) of an NCHW array into NHWC order at d: each channel's run of g.w values is
+// mapped by `convert` (into `plane`, g.w bytes) and then interleaved.
+template <class T, class Convert>
+void interleave_row(const T* x, const ConvGeometry& g, int64_t n, int64_t ih, uint8_t* d,
+                    uint8_t* plane, Convert convert) {
+  for (int64_t c = 0; c < g.c; ++c) {
+    convert(x + ((n * g.c + c) * g.h + ih) * g.w, plane);
+    for (int64_t j = 0; j < g.w; ++j) d[j * g.c + c] = plane[j];
+  }
+}
+
+// One conv output row (n, oh) from the padded input into yrow, on the active ISA's row kernel.
+struct RowKernel {
+  const uint8_t* xp;
+  const PreparedInt8Conv& w;
+  const ConvGeometry& g;
+  bool relu;
+  bool avx2 = avx2_or_better(), vnni = avx512_vnni_active();
+
+  AlignedBytes scratch() const {
+#if defined(ONEBIT_X86)
+    if (avx2) return aligned_bytes(avx2::scratch_bytes(w, g));
+#endif
+    return nullptr;
+  }
+  void operator()(int64_t n, int64_t oh, float* yrow, uint8_t* scratch) const {
+    const int64_t row = (g.w + 2 * g.pw) * g.c, hp = g.h + 2 * g.ph;
+    const Int8Row ir{xp + (n * hp + oh * g.sh) * row, row, yrow, relu};
+#if defined(ONEBIT_X86)
+    if (vnni) return vnni::conv_row(ir, w, g, scratch);
+    if (avx2) return avx2::conv_row(ir, w, g, scratch);
+#endif
+    (void)scratch;
+    ref::conv_row(ir, w, g);
+  }
+};
+
 void convolve(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const ConvGeometry& g,
               bool relu, int num_threads) {
-  const int64_t oh = g.oh(), row = (g.w + 2 * g.pw) * g.c, hp = g.h + 2 * g.ph;
+  const int64_t oh = g.oh();
   const int64_t macs_per_row = g.ow() * g.cout * w.taps();
-  const bool avx2 = avx2_or_better(), vnni = avx512_vnni_active();
+  const RowKernel kernel{xp, w, g, relu};
   parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
-    AlignedBytes scratch;
-#if defined(ONEBIT_X86)
-    if (avx2) scratch = aligned_bytes(avx2::scratch_bytes(w, g));
-#endif
+    AlignedBytes scratch = kernel.scratch();
+    for (int64_t r = b; r < e; ++r) kernel(r / oh, r % oh, y + r * g.ow() * g.cout, scratch.get());
+  });
+}
+
+// The conv followed by a max pool p (p.n, p.h, p.w, p.c = the conv's output shape): each thread
+// takes a run of pool output rows and keeps the conv rows of its windows in a ring of `span`
+// rows (the window's height), computing each conv row when a window first needs it. Rows of one
+// window are distinct modulo span, so a window never evicts its own rows; the pool row kernel
+// then reads them exactly as floatops::maxpool2d reads the stored conv output.
+void convolve_maxpool(const uint8_t* xp, const PreparedInt8Conv& w, float* y,
+                      const ConvGeometry& g, bool relu, const floatops::PoolGeometry& p,
+                      int num_threads) {
+  const int64_t oh = g.oh(), conv_row = g.ow() * g.cout;
+  const int64_t poh = p.oh(), pool_row = p.ow() * p.c;
+  const int64_t span = (p.kh - 1) * p.dh + 1;
+  const int64_t macs_per_row = g.ow() * g.cout * w.taps() * std::max<int64_t>(1, p.sh);
+  const RowKernel kernel{xp, w, g, relu};
+  const bool avx2 = avx2_or_better();
+  parallel_for(g.n * poh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
+    AlignedBytes scratch = kernel.scratch();
+    std::vector<float> ring(static_cast<size_t>(span * conv_row));
+    std::vector<int64_t> held(static_cast<size_t>(span), -1);  // the conv row (n * oh + r) held
+    std::vector<const float*> rows(static_cast<size_t>(p.kh));
     for (int64_t r = b; r < e; ++r) {
-      const int64_t n = r / oh, o = r % oh;
-      const Int8Row ir{xp + (n * hp + o * g.sh) * row, row, y + r * g.ow() * g.cout, relu};
-#if defined(ONEBIT_X86)
-      if (vnni) {
-        vnni::conv_row(ir, w, g, scratch.get());
-        continue;
+      const int64_t n = r / poh, start = (r % poh) * p.sh - p.ph;
+      int64_t nrows = 0;
+      for (int64_t i = 0; i < p.kh; ++i) {
+        const int64_t ih = start + i * p.dh;
+        if (ih < 0 || ih >= oh) continue;
+        const int64_t slot = ih % span;
+        float* dst = ring.data() + slot * conv_row;
+        if (held[static_cast<size_t>(slot)] != n * oh + ih) {
+          kernel(n, ih, dst, scratch.get());
+          held[static_cast<size_t>(slot)] = n * oh + ih;
+        }
+        rows[static_cast<size_t>(nrows++)] = dst;
       }
+      const int64_t window_rows = std::min(start + (p.kh - 1) * p.dh + 1, p.h + p.ph) - start;
+      const floatops::PoolRow pr{rows.data(), nrows, window_rows, y + r * pool_row};
+#if defined(ONEBIT_X86)
       if (avx2) {
-        avx2::conv_row(ir, w, g, scratch.get());
+        floatops::avx2::maxpool_row(pr, p);
         continue;
       }
 #endif
       (void)avx2;
-      (void)vnni;
-      ref::conv_row(ir, w, g);
+      floatops::ref::maxpool_row(pr, p);
     }
   });
+}
+
+void check_options(const ConvGeometry& g, const Int8ConvOptions& o) {
+  if (o.maxpool == nullptr) return;
+  const floatops::PoolGeometry& p = *o.maxpool;
+  floatops::check_pool_geometry(p);
+  need(p.n == g.n && p.h == g.oh() && p.w == g.ow() && p.c == g.cout,
+       "int8 conv2d: the fused max pool's input shape must be the conv's output shape");
+}
+
+void run(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const ConvGeometry& g, bool relu,
+         int num_threads, const Int8ConvOptions& o) {
+  if (o.maxpool != nullptr) return convolve_maxpool(xp, w, y, g, relu, *o.maxpool, num_threads);
+  convolve(xp, w, y, g, relu, num_threads);
 }
 
 }  // namespace
 
 void conv2d(const float* x, const PreparedInt8Conv& w, float* y, const ConvGeometry& g, bool relu,
-            int num_threads) {
+            int num_threads, const Int8ConvOptions& options) {
   check_conv(w, g);
+  check_options(g, options);
   const float inv = 1.0f / w.act_scale();
   const int zp = w.zero_point(), amax = w.act_max();
   const bool avx2 = avx2_or_better();
-  AlignedBytes xp = padded_input(w, g, num_threads, [&](int64_t src, uint8_t* d, int64_t count) {
+  auto quantize_run = [&](const float* src, uint8_t* d, int64_t count) {
 #if defined(ONEBIT_X86)
-    if (avx2) return avx2::quantize(x + src, d, count, inv, zp, amax);
+    if (avx2) return avx2::quantize(src, d, count, inv, zp, amax);
 #endif
     (void)avx2;
-    ref::quantize(x + src, d, count, inv, zp, amax);
-  });
-  convolve(xp.get(), w, y, g, relu, num_threads);
+    ref::quantize(src, d, count, inv, zp, amax);
+  };
+  AlignedBytes xp;
+  if (options.nchw) {
+    xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
+      std::vector<uint8_t> plane(static_cast<size_t>(g.w));
+      interleave_row(x, g, n, ih, d, plane.data(),
+                     [&](const float* src, uint8_t* q) { quantize_run(src, q, g.w); });
+    });
+  } else {
+    xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
+      quantize_run(x + (n * g.h + ih) * g.w * g.c, d, g.w * g.c);
+    });
+  }
+  run(xp.get(), w, y, g, relu, num_threads, options);
 }
 
 void conv2d_u8(const uint8_t* xq, const PreparedInt8Conv& w, float* y, const ConvGeometry& g,
-               bool relu, int num_threads) {
+               bool relu, int num_threads, const Int8ConvOptions& options) {
   check_conv(w, g);
+  check_options(g, options);
   const int64_t total = g.n * g.h * g.w * g.c;
   const uint8_t amax = static_cast<uint8_t>(w.act_max());
   if (amax < 255) {
@@ -226,10 +321,20 @@ void conv2d_u8(const uint8_t* xq, const PreparedInt8Conv& w, float* y, const Con
                         " but the filters were prepared for activations up to " +
                         std::to_string(amax));
   }
-  AlignedBytes xp = padded_input(w, g, num_threads, [&](int64_t src, uint8_t* d, int64_t count) {
-    std::memcpy(d, xq + src, static_cast<size_t>(count));
-  });
-  convolve(xp.get(), w, y, g, relu, num_threads);
+  AlignedBytes xp;
+  if (options.nchw) {
+    xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
+      std::vector<uint8_t> plane(static_cast<size_t>(g.w));
+      interleave_row(xq, g, n, ih, d, plane.data(), [&](const uint8_t* src, uint8_t* q) {
+        std::memcpy(q, src, static_cast<size_t>(g.w));
+      });
+    });
+  } else {
+    xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
+      std::memcpy(d, xq + (n * g.h + ih) * g.w * g.c, static_cast<size_t>(g.w * g.c));
+    });
+  }
+  run(xp.get(), w, y, g, relu, num_threads, options);
 }
 
 }  // namespace onebit::int8conv

@@ -9,12 +9,15 @@
 // activations at act_max against weights at -64 / 63 (per vpmaddubsw 2 * 255 * 64 = 32640 with
 // 8-bit activations, per vpaddw 4 * 127 * 64 = 32512 with 7-bit ones). The quantizer must match
 // its formula (ties, NaN, infinities), and invalid arguments must throw std::invalid_argument.
+// The same cases run with NCHW input (Int8ConvOptions::nchw) and with a random max pool fused
+// after the conv, against the reference pooled here.
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
 
+#include "floatops/floatops.h"
 #include "floatops/int8conv.h"
 #include "test_util.h"
 
@@ -153,23 +156,71 @@ void check_case(std::mt19937& rng, int trial) {
         }
   std::vector<float> xf(static_cast<size_t>(nx));
   for (int64_t t = 0; t < nx; ++t) xf[t] = act_scale * static_cast<float>(xq[t] - cc.zp);
+  // the same inputs in NCHW order, for Int8ConvOptions::nchw
+  std::vector<uint8_t> xq_nchw(xq.size());
+  std::vector<float> xf_nchw(xf.size());
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t y = 0; y < g.h; ++y)
+      for (int64_t x = 0; x < g.w; ++x)
+        for (int64_t c = 0; c < g.c; ++c) {
+          const int64_t hwc = ((n * g.h + y) * g.w + x) * g.c + c;
+          const int64_t chw = ((n * g.c + c) * g.h + y) * g.w + x;
+          xq_nchw[chw] = xq[hwc];
+          xf_nchw[chw] = xf[hwc];
+        }
+  // a max pool over the conv output (padding at most half its window), and the pooled
+  // reference written from floatops.h's contract: np.maximum's rule (a > b ? a : b, no NaN
+  // here) folded over each window row left to right, then over the rows, padding skipped
+  floatops::PoolGeometry pool;
+  pool.n = g.n, pool.h = oh, pool.w = ow, pool.c = g.cout;
+  pool.kh = uni(rng, 1, std::min<int64_t>(3, oh)), pool.kw = uni(rng, 1, std::min<int64_t>(3, ow));
+  pool.sh = uni(rng, 1, 3), pool.sw = uni(rng, 1, 3);
+  pool.ph = uni(rng, 0, pool.kh / 2), pool.pw = uni(rng, 0, pool.kw / 2);
+  pool.ceil_mode = rng() % 2;
+  const int64_t poh = pool.oh(), pow_ = pool.ow();
+  std::vector<float> pooled(static_cast<size_t>(g.n * poh * pow_ * g.cout));
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t py = 0; py < poh; ++py)
+      for (int64_t px = 0; px < pow_; ++px)
+        for (int64_t o = 0; o < g.cout; ++o) {
+          float m = -std::numeric_limits<float>::infinity();
+          for (int64_t i = 0; i < pool.kh; ++i) {
+            const int64_t y = py * pool.sh - pool.ph + i;
+            if (y < 0 || y >= oh) continue;
+            float row = -std::numeric_limits<float>::infinity();
+            for (int64_t j = 0; j < pool.kw; ++j) {
+              const int64_t x = px * pool.sw - pool.pw + j;
+              if (x < 0 || x >= ow) continue;
+              const float v = expect[((n * oh + y) * ow + x) * g.cout + o];
+              row = row > v ? row : v;
+            }
+            m = m > row ? m : row;
+          }
+          pooled[((n * poh + py) * pow_ + px) * g.cout + o] = m;
+        }
+  static const char* const kPaths[] = {"uint8 input", "float input", "uint8 NCHW input",
+                                       "float NCHW input", "float input + max pool",
+                                       "uint8 NCHW input + max pool"};
 
   for (Isa isa : onebit_test::available_isas()) {
     set_isa(isa);
     for (int threads : {1, 3})
-      for (int path = 0; path < 2; ++path) {
-        std::vector<float> y(expect.size(), from_bits(kSentinel));
-        if (path == 0)
-          conv2d_u8(xq.data(), prepared, y.data(), g, cc.relu, threads);
+      for (int path = 0; path < 6; ++path) {
+        const std::vector<float>& want = path < 4 ? expect : pooled;
+        std::vector<float> y(want.size(), from_bits(kSentinel));
+        Int8ConvOptions opt;
+        opt.nchw = path == 2 || path == 3 || path == 5;
+        opt.maxpool = path >= 4 ? &pool : nullptr;
+        if (path == 0 || path == 2 || path == 5)
+          conv2d_u8((opt.nchw ? xq_nchw : xq).data(), prepared, y.data(), g, cc.relu, threads, opt);
         else
-          conv2d(xf.data(), prepared, y.data(), g, cc.relu, threads);
+          conv2d((opt.nchw ? xf_nchw : xf).data(), prepared, y.data(), g, cc.relu, threads, opt);
         int reported = 0;
         for (size_t t = 0; t < y.size() && reported < 3; ++t) {
-          const bool ok = bits(y[t]) == bits(expect[t]);
+          const bool ok = bits(y[t]) == bits(want[t]);
           if (!ok) ++reported;
           CHECK(ok, "isa=%s trial %d threads %d %s (%s) element %zu: got %.9g, expected %.9g",
-                isa_name(isa), trial, threads, path ? "float input" : "uint8 input", desc.c_str(), t,
-                y[t], expect[t]);
+                isa_name(isa), trial, threads, kPaths[path], desc.c_str(), t, y[t], want[t]);
         }
       }
   }
@@ -246,6 +297,16 @@ void check_errors() {
   bad = g;
   bad.h = 1;
   expect_throw("kernel larger than the input", [&] { check_conv(p, bad); });
+  std::vector<float> xf(75, 0.0f);
+  floatops::PoolGeometry pool;
+  pool.n = 1, pool.h = 3, pool.w = 3, pool.c = 2, pool.kh = pool.kw = 2, pool.sh = pool.sw = 1;
+  Int8ConvOptions opt;
+  opt.maxpool = &pool;
+  conv2d(xf.data(), p, y.data(), g, false, 1, opt);  // the valid pool runs
+  pool.h = 4;
+  expect_throw("pool input shape != conv output", [&] { conv2d(xf.data(), p, y.data(), g, false, 1, opt); });
+  pool.h = 3, pool.ph = 2;
+  expect_throw("pool padding over half its window", [&] { conv2d(xf.data(), p, y.data(), g, false, 1, opt); });
 }
 
 }  // namespace

@@ -352,3 +352,95 @@ def test_errors_name_the_fix():
     with pytest.raises(ValueError, match="wrong shape"):
         _kernels.int8_conv2d(x, p._impl, np.empty((1, 6, 6, 9), np.float32),
                              1, 1, 0, 0, 1, 1, False, 1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_property_nchw_input_and_fused_maxpool_are_bit_identical(data):
+    """layout="nchw" equals the NHWC call on the transposed input, and a fused max pool equals
+    maxpool2d_f32 of the stored conv output, bit for bit, for every ISA and thread count: random
+    conv and pool windows (padding up to half the pool window, dilation, ceil_mode), batch 1-2,
+    the float path (with and without ReLU) and the uint8 path."""
+    draw = data.draw
+    c = draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh)), draw(st.integers(0, kw))
+    h = draw(st.integers(max(1, kh - 2 * ph), 20))
+    w_ = draw(st.integers(max(1, kw - 2 * pw), 20))
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w_ + 2 * pw - kw) // sw + 1
+    pkh, pkw = draw(st.integers(1, min(4, oh))), draw(st.integers(1, min(4, ow)))
+    pdh, pdw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    if pdh * (pkh - 1) + 1 > oh:
+        pdh = 1
+    if pdw * (pkw - 1) + 1 > ow:
+        pdw = 1
+    pph = draw(st.integers(0, (pdh * (pkh - 1) + 1) // 2))
+    ppw = draw(st.integers(0, (pdw * (pkw - 1) + 1) // 2))
+    pool = K.MaxPoolWindow((pkh, pkw), (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                           (pph, ppw), (pdh, pdw), draw(st.booleans()))
+    co = draw(st.one_of(st.integers(1, 20), st.integers(60, 72)))
+    relu = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), c, h, w_)).astype(np.float32)
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    p = K.prepare_conv2d_int8(rng.standard_normal((co, c, kh, kw)).astype(np.float32),
+                              K.calibrate_activations(x),
+                              bias=rng.standard_normal(co).astype(np.float32))
+    geo = dict(stride=(sh, sw), padding=(ph, pw))
+    with K.use_isa("reference"):
+        y = K.conv2d_int8(x_nhwc, p, relu=relu, **geo)
+        expect = K.maxpool2d_f32(y, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                                 pool.ceil_mode)
+    q = K.quantize_activations(x, p.act)
+    for isa in ISAS:
+        with K.use_isa(isa):
+            for threads in (1, 2):
+                got = K.conv2d_int8(x, p, relu=relu, layout="nchw", num_threads=threads, **geo)
+                assert np.array_equal(got.view(np.uint32), y.view(np.uint32)), (isa, threads)
+                for xin, layout in ((x, "nchw"), (x_nhwc, "nhwc"), (q, "nchw")):
+                    got = K.conv2d_int8(xin, p, relu=relu, layout=layout, maxpool=pool,
+                                        num_threads=threads, **geo)
+                    assert np.array_equal(got.view(np.uint32), expect.view(np.uint32)), \
+                        (isa, threads, layout, xin.dtype)
+
+
+def test_fused_stem_and_pool_over_threads():
+    """The ResNet stem (7x7/2 conv, 3x3/2 max pool) at 64x64: every thread count gives the
+    separate conv + pool's bits (threads start inside runs of pool rows, sharing conv rows)."""
+    x = RNG.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    p = K.prepare_conv2d_int8(RNG.standard_normal((64, 3, 7, 7)).astype(np.float32),
+                              K.calibrate_activations(x))
+    y = K.conv2d_int8(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), p, stride=2, padding=3)
+    expect = K.maxpool2d_f32(y, 3, 2, 1)
+    pool = K.MaxPoolWindow(3, 2, 1)
+    for threads in (1, 2, 3, 5):
+        got = K.conv2d_int8(x, p, stride=2, padding=3, layout="nchw", maxpool=pool,
+                            num_threads=threads)
+        assert got.shape == (2, 16, 16, 64)
+        assert np.array_equal(got.view(np.uint32), expect.view(np.uint32)), threads
+
+
+def test_layout_and_maxpool_errors_name_the_fix():
+    w = RNG.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    p = K.prepare_conv2d_int8(w, K.ActivationQuant(0.05, 10, 8))
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="'nhwc' or 'nchw'"):
+        K.conv2d_int8(x, p, layout="NCHW")
+    with pytest.raises(ValueError, match=r"x \(NHWC\) has 8 channels"):
+        K.conv2d_int8(x, p)
+    with pytest.raises(ValueError, match="C-contiguous NCHW"):
+        K.conv2d_int8(np.asfortranarray(x), p, layout="nchw")
+    with pytest.raises(TypeError, match="MaxPoolWindow"):
+        K.conv2d_int8(x, p, layout="nchw", maxpool=(3, 2, 1))
+    with pytest.raises(ValueError, match="half the effective kernel"):
+        K.conv2d_int8(x, p, layout="nchw", maxpool=K.MaxPoolWindow(3, 1, 2))
+    with pytest.raises(ValueError, match="too small"):
+        K.conv2d_int8(x, p, layout="nchw", maxpool=K.MaxPoolWindow(7))
+    # the C++ side checks the pool too
+    with pytest.raises(ValueError, match="wrong shape"):
+        _kernels.int8_conv2d(x, p._impl, np.empty((1, 6, 6, 8), np.float32), 1, 1, 0, 0, 1, 1,
+                             False, 1, nchw=True, maxpool=(2, 2, 2, 2, 0, 0, 1, 1, False))
+    with pytest.raises(ValueError, match="padding"):
+        _kernels.int8_conv2d(x, p._impl, np.empty((1, 6, 6, 8), np.float32), 1, 1, 0, 0, 1, 1,
+                             False, 1, nchw=True, maxpool=(2, 2, 2, 2, 5, 0, 1, 1, False))

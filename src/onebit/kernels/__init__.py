@@ -51,6 +51,7 @@ from onebit.kernels.floatops import (
 )
 from onebit.kernels.int8conv import (
     ActivationQuant,
+    MaxPoolWindow,
     PreparedInt8ConvWeight,
     calibrate_activations,
     conv2d_int8,
@@ -61,6 +62,7 @@ from onebit.kernels.int8conv import (
 
 __all__ = [
     "ActivationQuant",
+    "MaxPoolWindow",
     "PreparedConvWeight",
     "PreparedFloatConvWeight",
     "PreparedGemmWeight",

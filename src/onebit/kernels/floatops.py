@@ -169,6 +169,13 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
 def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
                ceil_mode: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     xa = _nhwc(x)
+    return xa, pool_window(xa.shape[1:3], kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def pool_window(in_hw: tuple[int, int], kernel_size: Any, stride: Any, padding: Any,
+                dilation: Any, ceil_mode: Any) -> tuple[int, ...]:
+    """A pool's window over an ``in_hw`` input, checked (PyTorch's rules, ValueError naming the
+    fix): ``(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)``; ``stride`` None is the kernel size."""
     kh, kw = pair(kernel_size, "kernel_size", 1)
     sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
     ph, pw = pair(padding, "padding", 0)
@@ -181,12 +188,13 @@ def _pool_args(x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: An
         raise ValueError(f"padding ({ph}, {pw}) must be at most half the effective kernel size "
                          f"({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1}), as in PyTorch; use less "
                          "padding")
-    oh = _window_out(xa.shape[1], kh, sh, ph, dh, bool(ceil_mode))
-    ow = _window_out(xa.shape[2], kw, sw, pw, dw, bool(ceil_mode))
+    h, w = int(in_hw[0]), int(in_hw[1])
+    oh = _window_out(h, kh, sh, ph, dh, bool(ceil_mode))
+    ow = _window_out(w, kw, sw, pw, dw, bool(ceil_mode))
     if oh < 1 or ow < 1:
-        raise ValueError(f"the {xa.shape[1]}x{xa.shape[2]} input padded by ({ph}, {pw}) is too "
+        raise ValueError(f"the {h}x{w} input padded by ({ph}, {pw}) is too "
                          f"small for the {kh}x{kw} window; use a larger input or more padding")
-    return xa, (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    return kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
 
 
 def pool_output_shape(in_hw: tuple[int, int], kernel_size: Any, stride: Any = None,

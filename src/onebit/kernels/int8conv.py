@@ -54,10 +54,11 @@ import numpy as np
 
 from onebit import _kernels
 from onebit.kernels._checks import require_array, resolve_threads
-from onebit.kernels.floatops import _nhwc, conv_geometry
+from onebit.kernels.floatops import _nhwc, conv_geometry, pool_window
 
 __all__ = [
     "ActivationQuant",
+    "MaxPoolWindow",
     "PreparedInt8ConvWeight",
     "calibrate_activations",
     "conv2d_int8",
@@ -232,51 +233,92 @@ def prepare_conv2d_int8(weight: np.ndarray, act: ActivationQuant, *,
     return PreparedInt8ConvWeight(weight, act, bias, multiplier, weight_bits)
 
 
+@dataclass(frozen=True)
+class MaxPoolWindow:
+    """A max pool that :func:`conv2d_int8` applies to its output before storing it:
+    ``torch.nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)`` (``stride`` None:
+    the kernel size). The result is bit-identical to :func:`onebit.kernels.maxpool2d_f32` of the
+    conv's output, without the whole conv output ever being written (each thread keeps the few
+    conv rows its windows read)."""
+
+    kernel_size: Any
+    stride: Any = None
+    padding: Any = 0
+    dilation: Any = 1
+    ceil_mode: bool = False
+
+
 def conv2d_int8(x: np.ndarray, prepared: PreparedInt8ConvWeight, *, stride: Any = 1,
-                padding: Any = 0, dilation: Any = 1, relu: bool = False,
+                padding: Any = 0, dilation: Any = 1, relu: bool = False, layout: str = "nhwc",
+                maxpool: MaxPoolWindow | None = None,
                 num_threads: int | None = None) -> np.ndarray:
-    """Int8 conv2d, NHWC: ``y ~= multiplier * conv2d(x, weight) + bias`` (then ReLU if ``relu``).
+    """Int8 conv2d: ``y ~= multiplier * conv2d(x, weight) + bias`` (then ReLU if ``relu``, then
+    ``maxpool`` if given), output NHWC.
 
     Args:
         x: float32 ``[N, H, W, C_in]`` (quantized inside with ``prepared.act``), or uint8
-            already quantized with it (values ``<= prepared.act.qmax``); C-contiguous.
+            already quantized with it (values ``<= prepared.act.qmax``); C-contiguous. With
+            ``layout="nchw"``, ``[N, C_in, H, W]`` instead (e.g. a model's input, read without
+            a transposed copy).
         prepared: a :class:`PreparedInt8ConvWeight`.
         stride, padding, dilation: an int or an ``(h, w)`` pair (zero padding, symmetric).
         relu: apply ``max(y, 0)``.
+        layout: ``"nhwc"`` or ``"nchw"``, the layout of ``x`` (the output is always NHWC).
+        maxpool: a :class:`MaxPoolWindow` fused after the conv (and the ReLU), or None.
         num_threads: threads to use (default: :func:`onebit.kernels.default_num_threads`).
 
-    Returns float32 ``[N, H_out, W_out, C_out]`` (PyTorch's output size rule).
+    Returns float32 ``[N, H_out, W_out, C_out]`` (PyTorch's output size rules).
     """
     if not isinstance(prepared, PreparedInt8ConvWeight):
         raise TypeError("prepared must be a PreparedInt8ConvWeight from prepare_conv2d_int8, got "
                         f"{type(prepared).__name__}")
+    if layout not in ("nhwc", "nchw"):
+        raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+    nchw = layout == "nchw"
     if isinstance(x, np.ndarray) and x.dtype == np.uint8:
         xa = require_array(x, "x", np.uint8, ndim=4, contiguous=False)
         if not xa.flags.c_contiguous:
-            raise ValueError("x must be C-contiguous NHWC (use np.ascontiguousarray(x))")
+            raise ValueError("x must be C-contiguous (use np.ascontiguousarray(x))")
         if prepared.act.qmax < 255 and int(xa.max()) > prepared.act.qmax:
             raise ValueError(f"the uint8 input reaches {int(xa.max())} but the filters were "
                              f"prepared for {prepared.act.bits}-bit activations (<= "
                              f"{prepared.act.qmax}); quantize with quantize_activations(x, "
                              "prepared.act)")
         run = _kernels.int8_conv2d_u8
+    elif nchw:
+        xa = require_array(x, "x", np.float32, ndim=4, contiguous=False)
+        if not xa.flags.c_contiguous:
+            raise ValueError("x must be C-contiguous NCHW (use np.ascontiguousarray(x))")
+        run = _kernels.int8_conv2d
     else:
         xa = _nhwc(x)
         run = _kernels.int8_conv2d
+    if xa.size == 0:
+        raise ValueError(f"x must not be empty, got shape {xa.shape}")
+    shape = (xa.shape[0], xa.shape[2], xa.shape[3], xa.shape[1]) if nchw else xa.shape
     cout, cin, kh, kw = prepared.shape
-    if cin != xa.shape[3]:
-        raise ValueError(f"the filters are [C_out, C_in, kh, kw] = {prepared.shape} but x (NHWC) "
-                         f"has {xa.shape[3]} channels")
-    (sh, sw), (ph, pw), (dh, dw), (oh, ow) = conv_geometry(xa.shape, (kh, kw), stride, padding,
+    if cin != shape[3]:
+        raise ValueError(f"the filters are [C_out, C_in, kh, kw] = {prepared.shape} but x "
+                         f"({layout.upper()}) has {shape[3]} channels")
+    (sh, sw), (ph, pw), (dh, dw), (oh, ow) = conv_geometry(shape, (kh, kw), stride, padding,
                                                            dilation)
-    if xa.shape[0] * oh * ow * cout > 2 ** 40 or (xa.shape[1] + 2 * ph) * (xa.shape[2] + 2 * pw) \
-            * cin * xa.shape[0] > 2 ** 40:
-        raise ValueError(f"the output ({xa.shape[0]}, {oh}, {ow}, {cout}) or the padded input is "
+    if shape[0] * oh * ow * cout > 2 ** 40 or (shape[1] + 2 * ph) * (shape[2] + 2 * pw) \
+            * cin * shape[0] > 2 ** 40:
+        raise ValueError(f"the output ({shape[0]}, {oh}, {ow}, {cout}) or the padded input is "
                          "too large; use less padding or a smaller input")
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, got {type(relu).__name__}")
+    pool = None
+    if maxpool is not None:
+        if not isinstance(maxpool, MaxPoolWindow):
+            raise TypeError("maxpool must be an onebit.kernels.MaxPoolWindow or None, got "
+                            f"{type(maxpool).__name__}")
+        m = maxpool
+        kh2, kw2, sh2, sw2, ph2, pw2, dh2, dw2, oh, ow = pool_window(
+            (oh, ow), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+        pool = (kh2, kw2, sh2, sw2, ph2, pw2, dh2, dw2, bool(m.ceil_mode))
     threads = num_threads if type(num_threads) is int and num_threads >= 1 else \
         resolve_threads(num_threads)
-    out = np.empty((xa.shape[0], oh, ow, cout), dtype=np.float32)
-    run(xa, prepared._impl, out, sh, sw, ph, pw, dh, dw, bool(relu), threads)
+    out = np.empty((shape[0], oh, ow, cout), dtype=np.float32)
+    run(xa, prepared._impl, out, sh, sw, ph, pw, dh, dw, bool(relu), threads, nchw, pool)
     return out
