@@ -97,6 +97,8 @@ def test_every_op_has_every_part():
         assert all(isinstance(a, str) for a in spec.attrs + spec.roles)
         assert callable(spec.check) and callable(spec.compile)
         assert spec.inplace is None or callable(spec.inplace)
+        # an op that absorbs a reader or reads NCHW compiles those forms with its fuse
+        assert (spec.absorbs is None and not spec.nchw_input) or callable(spec.fuse), name
         assert name in emitted, f"nothing in onebit.deploy emits {name!r}"
 
 

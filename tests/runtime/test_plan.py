@@ -100,3 +100,45 @@ def test_sign_bits_name_never_collides(bireal_graph: Graph) -> None:
     assert len(outputs) == len(set(outputs)) and taken + "#" in outputs
     x = np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(rt.Model(graph)(x), rt.Model(graph, fuse=False)(x))
+
+
+def test_int8_stem_reads_nchw_and_absorbs_its_max_pool(bireal_graph: Graph) -> None:
+    """With the float convs in int8, the stem step reads the caller's NCHW batch and applies the
+    max pool after it; the step's output is the pool's value, and the results equal the node by
+    node run bit for bit (batch 1 and 3, 1 and 2 threads)."""
+    model = binarized("birealnet18", "bireal", num_classes=7, width=0.25)
+    cal = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    graph = convert(model, example_input_shape=(3, 32, 32), float_convs="int8", calibration=cal)
+    steps = plan(graph, graph.validate())
+    stem, pool = graph.nodes[0], graph.nodes[1]
+    assert (stem.op, pool.op) == ("conv2d_int8", "maxpool2d")
+    assert steps[0].nodes == (stem, pool) and steps[0].absorbed is pool and not steps[0].fused
+    assert steps[0].nchw and steps[0].inputs == (graph.input,)
+    assert steps[0].outputs == (pool.output,)
+    assert not any(s.nchw for s in steps[1:])
+    # the 1x1 int8 shortcuts have no max pool after them: steps of their own, NHWC
+    assert all(s.absorbed is None for s in steps[1:])
+    fused, plain = rt.Model(graph), rt.Model(graph, fuse=False)
+    assert not any(s.nchw or s.absorbed for s in plain.steps)
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 32, 32)).astype(np.float32)
+        for threads in (1, 2):
+            fused.num_threads = plain.num_threads = threads
+            np.testing.assert_array_equal(fused(x), plain(x))
+
+
+def test_no_absorb_when_the_pool_is_not_the_only_reader(bireal_graph: Graph) -> None:
+    """A conv output read by something besides its max pool is stored: no absorbed reader (the
+    stem still reads NCHW)."""
+    model = binarized("birealnet18", "bireal", num_classes=7, width=0.25)
+    cal = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    graph = convert(model, example_input_shape=(3, 32, 32), float_convs="int8", calibration=cal)
+    nodes = list(graph.nodes)
+    extra = Node(op="relu", inputs=[nodes[0].output], output="extra_reader", attrs={}, tensors={})
+    nodes.insert(2, extra)
+    g2 = Graph(nodes=nodes, input=graph.input, output=graph.output,
+               input_shape=graph.input_shape, tensors=graph.tensors, metadata=graph.metadata)
+    steps = plan(g2, g2.validate())
+    assert steps[0].nodes == (nodes[0],) and steps[0].nchw
+    x = np.random.default_rng(7).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(rt.Model(g2)(x), rt.Model(g2, fuse=False)(x))

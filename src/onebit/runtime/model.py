@@ -30,13 +30,16 @@ __all__ = ["Model", "load", "load_graph", "save_graph"]
 
 def _compile_step(graph: Graph, step: Step, reuse: int | None) -> Kernel:
     """The kernel of one step: the node's compiled op from the registry (its in-place form where
-    input ``reuse`` is a temporary at its last use), or the fused binary conv + residual add."""
+    input ``reuse`` is a temporary at its last use; its fused form with an absorbed reader or
+    the NCHW input), or the fused binary conv + residual add."""
     node = step.nodes[0]
     tensors = {role: graph.tensors[key] for role, key in node.tensors.items()}
     if step.fused:  # (bconv2d, add): xs = [conv input, residual]
         return binary_ops.BConvKernel(binary_ops.BinaryArgs.from_node(node.attrs, tensors),
                                       residual=True, sign_bits=step.sign_bits)
     spec = OPS[node.op]
+    if step.absorbed is not None or step.nchw:
+        return spec.fuse(node, tensors, step.absorbed, step.nchw)
     if reuse is not None and spec.inplace is not None:
         return spec.inplace(node, tensors, reuse)
     return spec.compile(node, tensors, step.sign_bits)
@@ -82,6 +85,7 @@ class Model:
         self.graph = graph
         self.num_threads = num_threads
         self.steps = plan(graph, self.infos, fuse=fuse)
+        self._nchw_input = any(s.nchw for s in self.steps)
         last_use: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             for name in step.inputs:
@@ -138,7 +142,11 @@ class Model:
             raise ValueError(f"input must have shape (N, {', '.join(map(str, shape))}), got "
                              f"{x.shape}")
         x = x.astype(np.float32, copy=False)
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+        if x.ndim != 4:
+            return x
+        if self._nchw_input:  # the first step reads NCHW (see onebit.runtime.plan)
+            return np.ascontiguousarray(x)
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (float32, ``[N, classes]``) for a float NCHW batch ``x`` (already normalised)."""

@@ -35,7 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from onebit.kernels.int8conv import ActivationQuant, conv2d_int8, prepare_conv2d_int8
+from onebit.kernels.int8conv import (
+    ActivationQuant,
+    MaxPoolWindow,
+    conv2d_int8,
+    prepare_conv2d_int8,
+)
 from onebit.runtime import binary_ops, float_ops
 from onebit.runtime.checks import (
     MAX_CHANNELS,
@@ -73,6 +78,12 @@ class OpSpec:
     inplace: Callable[[Node, Tensors, int], Kernel] | None = None  # (node, tensors, r)
     view: bool = False
     optional: tuple[str, ...] = ()  # attributes a node may omit (added after files existed)
+    # fusions (onebit.runtime.plan): absorbs(node, reader) says whether the node's kernel can
+    # apply `reader` (the only reader of its output) before storing; nchw_input that it can read
+    # the model's NCHW input as it is; fuse(node, tensors, reader or None, nchw) compiles either.
+    absorbs: Callable[[Node, Node], bool] | None = None
+    nchw_input: bool = False
+    fuse: Callable[[Node, Tensors, Node | None, bool], Kernel] | None = None
 
 
 def _pairs(attrs: dict[str, Any], *keys: str) -> list[tuple[int, int]]:
@@ -139,12 +150,29 @@ def _check_conv2d_int8(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 
 
 def _compile_conv2d_int8(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
+    return _fuse_conv2d_int8(node, t, None, False)
+
+
+def _absorbs_conv2d_int8(node: Node, reader: Node) -> bool:
+    """A max pool folds into the int8 conv (a validated pool's padding is at most half its
+    kernel, the windows the fused pool kernel takes)."""
+    return reader.op == "maxpool2d"
+
+
+def _fuse_conv2d_int8(node: Node, t: Tensors, reader: Node | None, nchw: bool) -> Kernel:
     a = node.attrs
     prepared = prepare_conv2d_int8(np.asarray(t["weight"], dtype=np.float32), _act_quant(a),
                                    bias=t.get("bias"), weight_bits=int(a["weight_bits"]))
     stride, padding, dilation = _pairs(a, "stride", "padding", "dilation")
+    pool = None
+    if reader is not None:  # a maxpool2d (see _absorbs_conv2d_int8)
+        b = reader.attrs
+        pool = MaxPoolWindow(*_pairs(b, "kernel", "stride", "padding", "dilation"),
+                             ceil_mode=bool(b["ceil_mode"]))
+    layout = "nchw" if nchw else "nhwc"
     return lambda xs, nt: conv2d_int8(xs[0], prepared, stride=stride, padding=padding,
-                                      dilation=dilation, num_threads=nt)
+                                      dilation=dilation, layout=layout, maxpool=pool,
+                                      num_threads=nt)
 
 
 def _check_linear(c: Check, xs: list[ValueInfo]) -> ValueInfo:
@@ -425,7 +453,8 @@ _SPECS = [
            "float conv computed in int8: x quantized per tensor (act_scale, act_zero_point, "
            "act_bits; zero padding), weight F32 [O, C, kh, kw] quantized per output channel to "
            "weight_bits at load; y = dequantized int32 sum + bias (onebit.kernels.conv2d_int8)",
-           _check_conv2d_int8, _compile_conv2d_int8),
+           _check_conv2d_int8, _compile_conv2d_int8, absorbs=_absorbs_conv2d_int8,
+           nchw_input=True, fuse=_fuse_conv2d_int8),
     OpSpec("bconv2d", 1, (*_CONV, "pad_value", "xnor_k", "output"),
            ("weight_bits", *_TRANSFORM),
            "sign(x) (bits if already packed) conv weight_bits, acc = exact +/-1 dot product "
