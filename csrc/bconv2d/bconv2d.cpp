@@ -94,6 +94,8 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_
     uint32_t* patch = sc.patch.data();
     sc.acc.resize(static_cast<size_t>(bl.mb * bl.nb));
     int32_t* acc = sc.acc.data();
+    std::vector<const int32_t*> corr_vec(static_cast<size_t>(bl.mb));
+    const int32_t** corr_rows = corr_vec.data();
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;
@@ -121,16 +123,12 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_
       popcount_block(uk, a_panel, rows, w_panel + j0 * rb, cols, kp, acc, bl.nb);
       PixelCursor cur(p0, ho, wo);
       for (int64_t r = 0; r < valid_rows; ++r, cur.next()) {
-        int32_t* a = acc + r * bl.nb;
         const int32_t* corr = correction.at(cur.oy, cur.ox);
-        if (corr) {
-          corr += j0;
-          for (int64_t j = 0; j < valid_cols; ++j) a[j] = k_total - 2 * a[j] - corr[j];
-        } else {
-          for (int64_t j = 0; j < valid_cols; ++j) a[j] = k_total - 2 * a[j];
-        }
+        corr_rows[r] = corr ? corr + j0 : nullptr;
       }
-      apply_output_transform(t, acc, bl.nb, p0, valid_rows, j0, valid_cols);
+      // acc = K - 2 * popcount - correction, formed inside the transform's pass
+      apply_output_transform_popcounts(t, acc, bl.nb, p0, valid_rows, j0, valid_cols, k_total,
+                                       corr_rows);
     }
   });
 }

@@ -46,4 +46,13 @@ struct OutputTransform {
 void apply_output_transform(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
                             int64_t rows, int64_t col0, int64_t cols);
 
+// The same from raw popcounts: acc[i, j] = k_total - 2 * pc[i * ld + j] - corr[i][j] (corr[i] null:
+// no term; corr[i] points at channel col0 of row i's correction) is formed first, then the
+// transform above applies. The AVX-512 Float pass forms it in registers (one pass over pc);
+// otherwise pc is rewritten in place (pc is scratch) and apply_output_transform runs. Identical
+// results either way: the integer acc is exact (|acc| < 2^24).
+void apply_output_transform_popcounts(const OutputTransform& t, int32_t* pc, int64_t ld,
+                                      int64_t row0, int64_t rows, int64_t col0, int64_t cols,
+                                      int32_t k_total, const int32_t* const* corr);
+
 }  // namespace onebit

@@ -21,9 +21,24 @@ void apply_output_transform_avx2(const OutputTransform& t, const int32_t* acc, i
 
 namespace {
 
-template <bool M, bool B, bool R, bool S>
+// From raw popcounts (P): acc = k_total - 2 * pc - corr[i] (corr[i] null: 0), in registers.
+struct Popcounts {
+  int32_t k_total = 0;
+  const int32_t* const* corr = nullptr;
+};
+
+template <bool P>
+inline __m512i load_acc(const int32_t* a, __mmask16 k, int64_t i, int64_t jj, const Popcounts& pc) {
+  const __m512i v = _mm512_maskz_loadu_epi32(k, a + jj);
+  if (!P) return v;
+  __m512i acc = _mm512_sub_epi32(_mm512_set1_epi32(pc.k_total), _mm512_add_epi32(v, v));
+  if (const int32_t* c = pc.corr[i]) acc = _mm512_sub_epi32(acc, _mm512_maskz_loadu_epi32(k, c + jj));
+  return acc;
+}
+
+template <bool P, bool M, bool B, bool R, bool S>
 void float_rows(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_t row0,
-                int64_t rows, int64_t col0, int64_t cols) {
+                int64_t rows, int64_t col0, int64_t cols, const Popcounts& pc) {
   const int64_t ch = t.channels, words = (ch + 31) / 32;
   float* out = static_cast<float*>(t.out);
   const __m512 one = _mm512_set1_ps(1.0f), neg_zero = _mm512_set1_ps(-0.0f);
@@ -41,7 +56,7 @@ void float_rows(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_
         const int64_t jj = j + 16 * h;
         if (jj >= cols) break;
         const __mmask16 k = cols - jj >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - jj)) - 1u);
-        __m512 x = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_loadu_epi32(k, a + jj)), rs);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, load_acc<P>(a, k, i, jj, pc)), rs);
         if (M) x = _mm512_mul_ps(x, _mm512_mask_loadu_ps(one, k, t.multiplier + col0 + jj));
         if (B) x = _mm512_add_ps(x, _mm512_mask_loadu_ps(neg_zero, k, t.bias + col0 + jj));
         if (R) x = _mm512_add_ps(x, _mm512_mask_loadu_ps(neg_zero, k, res + jj));
@@ -54,7 +69,22 @@ void float_rows(const OutputTransform& t, const int32_t* acc, int64_t ld, int64_
 }
 
 using FloatRows = void (*)(const OutputTransform&, const int32_t*, int64_t, int64_t, int64_t,
-                           int64_t, int64_t);
+                           int64_t, int64_t, const Popcounts&);
+
+template <bool P>
+FloatRows pick(const OutputTransform& t) {
+  static const FloatRows table[16] = {
+      float_rows<P, false, false, false, false>, float_rows<P, false, false, false, true>,
+      float_rows<P, false, false, true, false>,  float_rows<P, false, false, true, true>,
+      float_rows<P, false, true, false, false>,  float_rows<P, false, true, false, true>,
+      float_rows<P, false, true, true, false>,   float_rows<P, false, true, true, true>,
+      float_rows<P, true, false, false, false>,  float_rows<P, true, false, false, true>,
+      float_rows<P, true, false, true, false>,   float_rows<P, true, false, true, true>,
+      float_rows<P, true, true, false, false>,   float_rows<P, true, true, false, true>,
+      float_rows<P, true, true, true, false>,    float_rows<P, true, true, true, true>};
+  return table[(t.multiplier ? 8 : 0) + (t.bias ? 4 : 0) + (t.residual ? 2 : 0) +
+               (t.sign_out ? 1 : 0)];
+}
 
 }  // namespace
 
@@ -62,18 +92,17 @@ void apply_output_transform_avx512(const OutputTransform& t, const int32_t* acc,
                                    int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
   if (t.kind != OutputKind::Float)
     return apply_output_transform_avx2(t, acc, ld, row0, rows, col0, cols);
-  static const FloatRows table[16] = {
-      float_rows<false, false, false, false>, float_rows<false, false, false, true>,
-      float_rows<false, false, true, false>,  float_rows<false, false, true, true>,
-      float_rows<false, true, false, false>,  float_rows<false, true, false, true>,
-      float_rows<false, true, true, false>,   float_rows<false, true, true, true>,
-      float_rows<true, false, false, false>,  float_rows<true, false, false, true>,
-      float_rows<true, false, true, false>,   float_rows<true, false, true, true>,
-      float_rows<true, true, false, false>,   float_rows<true, true, false, true>,
-      float_rows<true, true, true, false>,    float_rows<true, true, true, true>};
-  const int idx = (t.multiplier ? 8 : 0) + (t.bias ? 4 : 0) + (t.residual ? 2 : 0) +
-                  (t.sign_out ? 1 : 0);
-  table[idx](t, acc, ld, row0, rows, col0, cols);
+  pick<false>(t)(t, acc, ld, row0, rows, col0, cols, Popcounts{});
+}
+
+// The Float transform straight from popcounts (output_transform.h); false (nothing done) for the
+// other kinds, which the caller runs the plain way.
+bool apply_float_popcounts_avx512(const OutputTransform& t, const int32_t* pc, int64_t ld,
+                                  int64_t row0, int64_t rows, int64_t col0, int64_t cols,
+                                  int32_t k_total, const int32_t* const* corr) {
+  if (t.kind != OutputKind::Float) return false;
+  pick<true>(t)(t, pc, ld, row0, rows, col0, cols, Popcounts{k_total, corr});
+  return true;
 }
 
 }  // namespace onebit
