@@ -259,8 +259,21 @@ def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
 def adaptive_pool2d(x: np.ndarray, output_size: tuple[int, int], mode: str) -> np.ndarray:
     """Adaptive average or max pooling: window ``i`` spans ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
 
-    Both reductions are separable, so rows are reduced first, then columns (oh + ow slices).
+    Where the windows tile the input (``H % oh == 0`` and ``W % ow == 0``, e.g. a global pool)
+    they are plain pool windows and onebit's pool kernels run them (one thread: the input is
+    small); otherwise both reductions are separable, so rows are reduced first, then columns
+    (oh + ow slices).
     """
+    n, h, w, c = x.shape
+    oh, ow = output_size
+    if h % oh == 0 and w % ow == 0 and x.dtype == np.float32 and x.size:
+        # equal windows that tile the input: the plain pool kernels (a global average pool is
+        # one 7x7 window on ResNet-18, where NumPy's two reductions cost several times more)
+        window = (h // oh, w // ow)
+        if mode == "avg":
+            return kernels.avgpool2d_f32(np.ascontiguousarray(x), window, window, 0,
+                                         num_threads=1)
+        return kernels.maxpool2d_f32(np.ascontiguousarray(x), window, window, 0, num_threads=1)
     reduce = np.mean if mode == "avg" else np.max
     for axis, out in ((1, output_size[0]), (2, output_size[1])):
         size = x.shape[axis]
