@@ -7,8 +7,11 @@ Usage:
 
 Each thread count runs in its own process with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set to it
 (NumPy's float matmuls, onebit's kernels, PyTorch and ONNX Runtime all get that many threads);
-inside it the models run alternately, each call after a 50 ms pause (so that the previous
-model's spinning worker threads do not hold a core); the medians of the repeats are reported, and the minima beside
+inside it the models run alternately; at more than one thread each call comes after a 50 ms
+pause (so that the previous model's spinning worker threads do not hold a core), at one thread
+the calls follow each other (``--settle-ms`` sets the pause for every thread count; on the
+project's VMs, calls after a pause of 20 ms or more run slower for every model, and relatively
+more so for the shorter ones). The medians of the repeats are reported, and the minima beside
 them (on a shared machine, noise only ever adds time). The ResNet-18 here is
 the standard ImageNet one (7x7/2 stem, max pool, [2, 2, 2, 2] basic blocks, 1.82 G MACs); the XNOR
 model is that network binarized by ``binarize_(model, "xnor")`` (first and last layer float, K
@@ -105,7 +108,17 @@ ORT_FP32 = "ONNX Runtime fp32 ResNet-18"
 ORT_INT8 = "ONNX Runtime int8 ResNet-18"
 
 
-def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats: int) -> dict:
+def _settle_s(threads: int, settle_ms: float | None) -> float:
+    """The pause before each call: 50 ms at more than one thread (PyTorch's and ONNX Runtime's
+    worker threads spin for a while after a call and would hold the second core), none at one
+    thread (no framework has a worker thread then) unless ``--settle-ms`` says otherwise."""
+    if settle_ms is not None:
+        return settle_ms / 1e3
+    return 0.05 if threads > 1 else 0.0
+
+
+def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats: int,
+           settle_ms: float | None = None) -> dict:
     import onebit.runtime as rt
 
     torch.set_num_threads(threads)
@@ -127,13 +140,13 @@ def _child(files: dict[str, str], threads: int, batch_sizes: list[int], repeats:
 
         named = {REFERENCE: run_torch, **{n: (lambda f=f: f(x)) for n, f in others.items()},
                  **{n: (lambda m=m: m(x)) for n, m in models.items()}}
-        # the pause lets PyTorch's and ONNX Runtime's spinning worker threads go idle before the
-        # next model runs (at 2 threads they would otherwise hold the second core)
-        samples = alternating_times(list(named.values()), repeats, settle_s=0.05)
+        samples = alternating_times(list(named.values()), repeats,
+                                    settle_s=_settle_s(threads, settle_ms))
         med = dict(zip(named, (statistics.median(t) for t in samples)))
         low = dict(zip(named, (min(t) for t in samples)))
         for name in named:
-            row = {"model": name, "batch": batch, "threads": threads, "ms": 1e3 * med[name],
+            row = {"model": name, "batch": batch, "threads": threads,
+                   "settle_ms": 1e3 * _settle_s(threads, settle_ms), "ms": 1e3 * med[name],
                    "min_ms": 1e3 * low[name], "speedup_vs_torch": med[REFERENCE] / med[name],
                    "speedup_of_min": low[REFERENCE] / low[name]}
             for rival in (ORT_FP32, ORT_INT8):
@@ -149,11 +162,14 @@ def main() -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--settle-ms", type=float, default=None,
+                   help="pause before each call (default: 50 at more than 1 thread, 0 at 1)")
     p.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:  # NAME=PATH pairs; one thread count
         files = dict(item.split("=", 1) for item in args.child)
-        print(json.dumps(_child(files, args.threads[0], args.batch_sizes, args.repeats)))
+        print(json.dumps(_child(files, args.threads[0], args.batch_sizes, args.repeats,
+                                args.settle_ms)))
         return 0
 
     machine = _machine.describe()
@@ -186,8 +202,9 @@ def main() -> int:
                 files[name8] = str(path)
         rows, kernels = [], {}
         for t in args.threads:
+            settle = [] if args.settle_ms is None else ["--settle-ms", str(args.settle_ms)]
             cmd = [sys.executable, __file__, "--threads", str(t), "--repeats", str(args.repeats),
-                   "--batch-sizes", *map(str, args.batch_sizes), "--child",
+                   "--batch-sizes", *map(str, args.batch_sizes), *settle, "--child",
                    *(f"{k}={v}" for k, v in files.items())]
             done = subprocess.run(cmd, env=thread_env(t), capture_output=True, text=True)
             if done.returncode != 0:
@@ -198,6 +215,9 @@ def main() -> int:
             kernels.setdefault(t, result["kernels"])
 
     rivals = [r for r in ("int8", "fp32") if any("speedup_vs_" + r in row for row in rows)]
+    settles = sorted({(r["threads"], r["settle_ms"]) for r in rows})
+    print("pause before each call: " + ", ".join(f"{s:g} ms at {t} thread{'s' if t > 1 else ''}"
+                                                  for t, s in settles))
     print(f"\n{'model':<30} {'batch':>5} {'threads':>7} {'median ms':>10} {'vs torch':>9} "
           + "".join(f"{'vs ORT ' + r:>12}" for r in rivals) + f" {'min ms':>9} {'vs torch':>9}")
     for r in rows:
