@@ -140,19 +140,28 @@ class BConvKernel:
                                          pad_value=a.pad_value, num_threads=num_threads)
         return self.tuning
 
-    def __call__(self, xs: list[np.ndarray], num_threads: int | None) -> Any:
+    takes_out = True  # see onebit.runtime.ops.OutKernel
+
+    def __call__(self, xs: list[np.ndarray], num_threads: int | None, into: Any = None) -> Any:
+        """``into``: the step's output arrays planned by the executor ((out,) or (out, signs)),
+        or None to allocate them."""
         a, x = self.args, xs[0]
         k_map = xnor_k_map(x, a.kernel, a.stride, a.padding).reshape(-1) if a.xnor_k else None
         bits = x if x.dtype == np.uint32 else pack_signs(x)
         n, h, w = bits.shape[0], bits.shape[1], bits.shape[2]
         (sh, sw), (ph, pw) = a.stride, a.padding
         ho, wo = (h + 2 * ph - self.kh) // sh + 1, (w + 2 * pw - self.kw) // sw + 1
-        if a.output == "float":
+        if into is not None:
+            out = into[0]
+        elif a.output == "float":
             out = np.empty((n, ho, wo, self.out_channels), dtype=np.float32)
         else:
             out = np.empty((n, ho, wo, self._words), dtype=np.uint32)
         res = np.ascontiguousarray(xs[1], dtype=np.float32) if self.residual else None
-        sign = np.empty((n, ho, wo, self._words), dtype=np.uint32) if self.sign_bits else None
+        sign = None
+        if self.sign_bits:
+            sign = into[1] if into is not None else np.empty((n, ho, wo, self._words),
+                                                             dtype=np.uint32)
         _kernels.bconv2d_prepared(bits, self._impl, n, h, w, a.n, self.out_channels, self.kh,
                                   self.kw, sh, sw, ph, ph, pw, pw, self._pad_code, a.output, k_map,
                                   self._mult, self._bias, self._th, self._flip, res, sign, out,

@@ -1,10 +1,13 @@
 """The executor: a validated :class:`~onebit.runtime.graph.Graph` compiled into NumPy/kernel calls.
 
 ``Model`` prepares every op once (weight matrices for im2col, binary filters for the kernels) and
-keeps only read-only state, so ``model(x)`` may run from several threads at once: each call keeps
-its activations in its own local dict, frees each value after its last use, and lets elementwise
-ops (add, relu, clip, BatchNorm: the ``inplace`` forms of :data:`onebit.runtime.ops.OPS`)
-overwrite an activation of its own at that last use. Each op compiles as its registry entry says;
+keeps only read-only state besides per-thread buffers, so ``model(x)`` may run from several
+threads at once: each call keeps its activations in its own local dict, frees each value after
+its last use, and lets elementwise ops (add, relu, clip, BatchNorm: the ``inplace`` forms of
+:data:`onebit.runtime.ops.OPS`) overwrite an activation of its own at that last use. The outputs
+of the steps whose kernels write into given arrays (binary and int8 convs, pools) live in buffers
+planned at load: values whose lifetimes do not overlap share one, and each thread gets its own
+set per batch size on its first call, so later calls allocate none of them. Each op compiles as its registry entry says;
 the graph is validated once (by ``Model(graph)``, or by :func:`load` as it reads the file). The
 nodes run as the steps of :func:`onebit.runtime.plan.plan`, which fuses a binary conv with the
 residual add after it and packs signs where they are made (identical results; ``fuse=False`` turns
@@ -14,6 +17,7 @@ it off).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -111,6 +115,84 @@ class Model:
             [name for name in s.inputs if last_use[name] == i and name != graph.output]
             + [name for name in s.outputs if name not in last_use and name != graph.output]))
             for i, s in enumerate(self.steps)]
+        self._plan_buffers(graph, last_use, reuse)
+        self._arenas = threading.local()
+
+    def _plan_buffers(self, graph: Graph, last_use: dict[str, int],
+                      reuse: list[int | None]) -> None:
+        """Plan the outputs of the steps whose kernels write into given arrays (``takes_out``)
+        into a few reusable buffers ("slots"): values whose lifetimes do not overlap share a
+        slot of their size, so each call allocates nothing for them and the buffers stay warm
+        in cache. A value lives from its step to its last reader, extended over the values that
+        alias it (a view of it, or an in-place op's output written into it)."""
+        root: dict[str, str] = {}  # value -> the value whose memory it is
+        for i, s in enumerate(self.steps):
+            for name in s.outputs:
+                root[name] = name
+            inplace = (reuse[i] is not None and not s.fused and s.absorbed is None
+                       and not s.nchw and OPS[s.nodes[0].op].inplace is not None)
+            if OPS[s.nodes[-1].op].view or inplace:
+                src = s.inputs[0 if reuse[i] is None else reuse[i]]
+                root[s.outputs[0]] = root.get(src, src)
+        end: dict[str, int] = {}  # root -> the last step any alias of it is read
+        for name, r in root.items():
+            end[r] = max(end.get(r, -1), last_use.get(name, -1))
+        out_root = root.get(graph.output)
+        slots: list[int] = []  # bytes per sample of each slot
+        busy_until: list[int] = []  # the step after which each slot is free again
+        self._slot_of: list[tuple[tuple[int, int, tuple[int, ...], type], ...] | None] = []
+        for i, s in enumerate(self.steps):
+            fn = self._steps[i][0]
+            if not getattr(fn, "takes_out", False) or graph.output in s.outputs:
+                self._slot_of.append(None)
+                continue
+            planned = []
+            for j, name in enumerate(s.outputs):  # outputs[1]: the signs of outputs[0]
+                shape, dtype = self._nhwc_shape(self.infos[s.outputs[0]], j > 0)
+                nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                last = max(end.get(name, i), i)
+                # of the free slots of this size, the one freed last (still warm in cache)
+                free = [(u, k) for k, (b, u) in enumerate(zip(slots, busy_until))
+                        if b == nbytes and u < i]
+                k = max(free)[1] if free else None
+                if k is None:
+                    k = len(slots)
+                    slots.append(nbytes)
+                    busy_until.append(last)
+                busy_until[k] = last
+                planned.append((k, nbytes, shape, dtype))
+            self._slot_of.append(tuple(planned))
+        self._slot_bytes = slots
+        # the caller owns what model(x) returns: copy an output that lives in a slot
+        self._copy_output = out_root is not None and out_root != graph.output and any(
+            out_root in s.outputs for s, p in zip(self.steps, self._slot_of) if p)
+
+    @staticmethod
+    def _nhwc_shape(info: ValueInfo, bits: bool) -> tuple[tuple[int, ...], type]:
+        """Per-sample array shape and dtype of a value as the kernels store it (NHWC), or of
+        its packed signs (``bits``)."""
+        if bits or info.kind == "bits":
+            c = info.shape[0]
+            words = (c + 31) // 32
+            return ((*info.shape[1:], words) if len(info.shape) == 3 else (words,)), np.uint32
+        shape = info.shape
+        return ((*shape[1:], shape[0]) if len(shape) == 3 else shape), np.float32
+
+    def _buffers(self, n: int) -> list[tuple[np.ndarray, ...] | None]:
+        """This thread's planned output arrays for batch size ``n`` (made on first use)."""
+        cache = getattr(self._arenas, "by_batch", None)
+        if cache is None:
+            cache = self._arenas.by_batch = {}
+        outs = cache.get(n)
+        if outs is None:
+            if len(cache) >= 4:  # a few batch sizes per thread
+                cache.pop(next(iter(cache)))
+            store = [np.empty(n * b, dtype=np.uint8) for b in self._slot_bytes]
+            outs = [None if p is None else tuple(
+                store[k][:n * nbytes].view(dtype).reshape(n, *shape)
+                for k, nbytes, shape, dtype in p) for p in self._slot_of]
+            cache[n] = outs
+        return outs
 
     def kernel_choices(self) -> list[dict[str, Any]]:
         """The popcount kernel of each binary conv: ``node``, ``kernel``, ``choice`` (``"rule"``
@@ -150,9 +232,14 @@ class Model:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (float32, ``[N, classes]``) for a float NCHW batch ``x`` (already normalised)."""
-        values = {self.graph.input: self._check_input(x)}
-        for (fn, inputs, outputs), free in zip(self._steps, self._free):
-            result = fn([values[name] for name in inputs], self.num_threads)
+        x = self._check_input(x)
+        values = {self.graph.input: x}
+        planned = self._buffers(x.shape[0])
+        for (fn, inputs, outputs), free, into in zip(self._steps, self._free, planned):
+            if into is None:
+                result = fn([values[name] for name in inputs], self.num_threads)
+            else:
+                result = fn([values[name] for name in inputs], self.num_threads, into)
             if len(outputs) == 1:
                 values[outputs[0]] = result
             else:
@@ -161,8 +248,8 @@ class Model:
                 del values[name]
         out = values[self.graph.output]
         if out.ndim == 4:  # a feature-map output goes back to NCHW
-            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-        return out
+            return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return out.copy() if self._copy_output else out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class indices (``int64 [N]``): the argmax of the logits."""

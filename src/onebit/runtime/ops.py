@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from onebit import _kernels
+from onebit.kernels._checks import resolve_threads
 from onebit.kernels.int8conv import (
     ActivationQuant,
     MaxPoolWindow,
@@ -56,12 +58,27 @@ from onebit.runtime.checks import (
 )
 from onebit.runtime.node import Node, ValueInfo
 
-__all__ = ["OPS", "Kernel", "OpSpec", "Tensors"]
+__all__ = ["OPS", "Kernel", "OpSpec", "OutKernel", "Tensors"]
 
 #: a node's tensors by role (``"weight"``, ``"bias"``, ...)
 Tensors = dict[str, np.ndarray]
 #: a compiled op: ``fn(inputs, num_threads) -> output`` (inputs in the node's order)
 Kernel = Callable[[list[np.ndarray], int | None], Any]
+
+
+class OutKernel:
+    """A compiled op that can also write into arrays the executor planned:
+    ``fn(inputs, num_threads, out)`` with ``out`` the step's output arrays (C-contiguous, of the
+    values' NHWC shapes, float32, or uint32 words for bits), or None to allocate them.
+    :class:`~onebit.runtime.Model` plans those arrays once per batch size and reuses them."""
+
+    takes_out = True
+
+    def __init__(self, fn: Callable[[list[np.ndarray], int | None, Any], Any]) -> None:
+        self._fn = fn
+
+    def __call__(self, xs: list[np.ndarray], num_threads: int | None, out: Any = None) -> Any:
+        return self._fn(xs, num_threads, out)
 
 
 @dataclass(frozen=True)
@@ -164,15 +181,26 @@ def _fuse_conv2d_int8(node: Node, t: Tensors, reader: Node | None, nchw: bool) -
     prepared = prepare_conv2d_int8(np.asarray(t["weight"], dtype=np.float32), _act_quant(a),
                                    bias=t.get("bias"), weight_bits=int(a["weight_bits"]))
     stride, padding, dilation = _pairs(a, "stride", "padding", "dilation")
-    pool = None
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    pool, pool_args = None, None
     if reader is not None:  # a maxpool2d (see _absorbs_conv2d_int8)
         b = reader.attrs
         pool = MaxPoolWindow(*_pairs(b, "kernel", "stride", "padding", "dilation"),
                              ceil_mode=bool(b["ceil_mode"]))
+        pool_args = (*pool.kernel_size, *pool.stride, *pool.padding, *pool.dilation,
+                     pool.ceil_mode)
     layout = "nchw" if nchw else "nhwc"
-    return lambda xs, nt: conv2d_int8(xs[0], prepared, stride=stride, padding=padding,
-                                      dilation=dilation, layout=layout, maxpool=pool,
-                                      num_threads=nt)
+    impl = prepared._impl
+
+    def run(xs: list[np.ndarray], nt: int | None, out: Any) -> np.ndarray:
+        if out is None:
+            return conv2d_int8(xs[0], prepared, stride=stride, padding=padding,
+                               dilation=dilation, layout=layout, maxpool=pool, num_threads=nt)
+        # the graph was validated: straight to the kernel (which checks every shape again)
+        _kernels.int8_conv2d(xs[0], impl, out[0], sh, sw, ph, pw, dh, dw, False,
+                             resolve_threads(nt), nchw, pool_args)
+        return out[0]
+    return OutKernel(run)
 
 
 def _check_linear(c: Check, xs: list[ValueInfo]) -> ValueInfo:
@@ -403,8 +431,17 @@ def _check_maxpool2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 def _compile_maxpool2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
     a = node.attrs
     kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
-    return lambda xs, nt: float_ops.maxpool2d(xs[0], kernel, stride, padding, dilation,
-                                              a["ceil_mode"], nt)
+    args = (*kernel, *stride, *padding, *dilation, bool(a["ceil_mode"]))
+
+    def run(xs: list[np.ndarray], nt: int | None, out: Any) -> np.ndarray:
+        if out is None:
+            return float_ops.maxpool2d(xs[0], kernel, stride, padding, dilation,
+                                       a["ceil_mode"], nt)
+        # a validated pool's padding is at most half its kernel: the kernel takes every window
+        _kernels.float_maxpool2d(np.ascontiguousarray(xs[0]), out[0], *args,
+                                 resolve_threads(nt))
+        return out[0]
+    return OutKernel(run)
 
 
 def _check_avgpool2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
@@ -414,8 +451,19 @@ def _check_avgpool2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 def _compile_avgpool2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
     a = node.attrs
     kernel, stride, padding = _pairs(a, "kernel", "stride", "padding")
-    return lambda xs, nt: float_ops.avgpool2d(xs[0], kernel, stride, padding, a["ceil_mode"],
-                                              a["count_include_pad"], a["divisor_override"], nt)
+    div = a["divisor_override"]
+    args = (*kernel, *stride, *padding, bool(a["ceil_mode"]), bool(a["count_include_pad"]),
+            0 if div is None else int(div))
+
+    def run(xs: list[np.ndarray], nt: int | None, out: Any) -> np.ndarray:
+        if out is None:
+            return float_ops.avgpool2d(xs[0], kernel, stride, padding, a["ceil_mode"],
+                                       a["count_include_pad"], div, nt)
+        # a validated pool (padding at most half its kernel, divisor >= 1): the kernel's windows
+        _kernels.float_avgpool2d(np.ascontiguousarray(xs[0]), out[0], *args,
+                                 resolve_threads(nt))
+        return out[0]
+    return OutKernel(run)
 
 
 def _check_adaptive(c: Check, xs: list[ValueInfo]) -> ValueInfo:
