@@ -6,10 +6,12 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "floatops/floatops.h"
 #include "bindings/checked.h"
@@ -19,6 +21,10 @@ namespace nb = nanobind;
 namespace fo = onebit::floatops;
 
 namespace {
+
+// A fused max pool: (kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode), or none.
+using PoolArgs = std::optional<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                          int64_t, int64_t, bool>>;
 
 template <int D>
 using In = nb::ndarray<const float, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
@@ -31,8 +37,18 @@ using onebit::bindings::checked_sum;
 using onebit::bindings::expect_shape;
 
 // Strides, padding and dilation in range, and the padded input and the output of bounded size.
+// x's dimensions as (N, H, W, C): NHWC, or NCHW where nchw.
+struct Dims {
+  int64_t n, h, w, c;
+};
+Dims dims_of(const In<4>& x, bool nchw = false) {
+  const auto d = [&](int i) { return static_cast<int64_t>(x.shape(i)); };
+  return nchw ? Dims{d(0), d(2), d(3), d(1)} : Dims{d(0), d(1), d(2), d(3)};
+}
+
 void check_window(const In<4>& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                  int64_t pw, int64_t dh, int64_t dw) {
+                  int64_t pw, int64_t dh, int64_t dw, bool nchw = false) {
+  const Dims x_ = dims_of(x, nchw);
   checked_dim(kh, "kernel_h");
   checked_dim(kw, "kernel_w");
   checked_dim(sh, "stride_h");
@@ -43,10 +59,9 @@ void check_window(const In<4>& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw
   checked_dim(dw, "dilation_w");
   checked_product({dh, kh}, "the dilated kernel height");
   checked_product({dw, kw}, "the dilated kernel width");
-  const int64_t hp = checked_sum({static_cast<int64_t>(x.shape(1)), ph, ph}, "the padded height");
-  const int64_t wp = checked_sum({static_cast<int64_t>(x.shape(2)), pw, pw}, "the padded width");
-  checked_product({static_cast<int64_t>(x.shape(0)), hp, wp, static_cast<int64_t>(x.shape(3))},
-                  "the padded input");
+  const int64_t hp = checked_sum({x_.h, ph, ph}, "the padded height");
+  const int64_t wp = checked_sum({x_.w, pw, pw}, "the padded width");
+  checked_product({x_.n, hp, wp, x_.c}, "the padded input");
 }
 
 void prepare_conv(fo::PreparedConv* self, In<4> w) {
@@ -78,12 +93,12 @@ void register_floatops(nb::module_& m) {
       "float_conv2d",
       [](In<4> x, const fo::PreparedConv& w, std::optional<In<1>> bias, float pad_value,
          Out<4> y, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-         int num_threads) {
-        check_window(x, w.kh(), w.kw(), sh, sw, ph, pw, dh, dw);
-        checked_product({static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)),
-                         static_cast<int64_t>(x.shape(2)), w.cout()}, "the output");
+         int num_threads, bool nchw, const PoolArgs& maxpool) {
+        check_window(x, w.kh(), w.kw(), sh, sw, ph, pw, dh, dw, nchw);
+        const Dims d = dims_of(x, nchw);
+        checked_product({d.n, d.h, d.w, w.cout()}, "the output");
         fo::ConvGeometry g;
-        g.n = x.shape(0), g.h = x.shape(1), g.w = x.shape(2), g.c = x.shape(3);
+        g.n = d.n, g.h = d.h, g.w = d.w, g.c = d.c;
         g.cout = w.cout(), g.kh = w.kh(), g.kw = w.kw();
         g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
         fo::check_geometry(g);
@@ -91,15 +106,26 @@ void register_floatops(nb::module_& m) {
           throw std::invalid_argument("the filters have " + std::to_string(w.cin()) +
                                       " input channels but x has " + std::to_string(g.c));
         if (bias) expect_shape(*bias, {g.cout}, "bias");
-        expect_shape(y, {g.n, g.oh(), g.ow(), g.cout}, "y");
+        fo::PoolGeometry p;
+        if (maxpool) {
+          p.n = g.n, p.h = g.oh(), p.w = g.ow(), p.c = g.cout;
+          std::tie(p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.ceil_mode) = *maxpool;
+          fo::check_pool_geometry(p);
+          expect_shape(y, {p.n, p.oh(), p.ow(), p.c}, "y");
+        } else {
+          expect_shape(y, {g.n, g.oh(), g.ow(), g.cout}, "y");
+        }
         const float* b = bias ? bias->data() : nullptr;
         nb::gil_scoped_release release;
-        fo::conv2d(x.data(), w, b, pad_value, y.data(), g, num_threads);
+        fo::conv2d(x.data(), w, b, pad_value, y.data(), g, num_threads,
+                   {nchw, maxpool ? &p : nullptr});
       },
       nb::arg("x"), nb::arg("w"), nb::arg("bias").none(), nb::arg("pad_value"), nb::arg("y"),
       nb::arg("stride_h"), nb::arg("stride_w"), nb::arg("pad_h"), nb::arg("pad_w"),
       nb::arg("dilation_h"), nb::arg("dilation_w"), nb::arg("num_threads"),
-      "Direct float conv2d, NHWC (see onebit.kernels.conv2d_f32; writes y).");
+      nb::arg("nchw") = false, nb::arg("maxpool").none() = nb::none(),
+      "Direct float conv2d, NHWC (or NCHW) input, optionally max pooled (see "
+      "onebit.kernels.conv2d_f32; writes y).");
   m.def(
       "float_maxpool2d",
       [](In<4> x, Out<4> y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,

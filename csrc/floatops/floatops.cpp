@@ -12,6 +12,7 @@
 
 #include "common/parallel.h"
 #include "floatops/kernels.h"
+#include "floatops/pool_fusion.h"
 
 namespace onebit::floatops {
 
@@ -82,18 +83,20 @@ void check_geometry(const ConvGeometry& g) {
 }
 
 void conv2d(const float* x, const PreparedConv& w, const float* bias, float pad_value, float* y,
-            const ConvGeometry& g, int num_threads) {
+            const ConvGeometry& g, int num_threads, const ConvOptions& options) {
   check_geometry(g);
   need(w.cin() == g.c && w.cout() == g.cout && w.kh() == g.kh && w.kw() == g.kw,
        "conv2d: the prepared filters do not match the geometry (channels or kernel size)");
+  check_conv_options(g, options);
   const int64_t oh = g.oh(), ow = g.ow();
   const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, row = wp * g.c;
   const int64_t macs_per_row = ow * g.cout * g.kh * g.kw * g.c;
-  // Zero-pad (or pad_value-pad) into a copy when there is padding; the row kernels then read
-  // every tap without bounds checks. Small C_in keeps the copy cheap next to the MACs.
+  // Zero-pad (or pad_value-pad) into a copy when there is padding, or NCHW input to lay out; the
+  // row kernels then read every tap without bounds checks. Small C_in keeps the copy cheap next
+  // to the MACs.
   AlignedFloats padded;
   const float* xp = x;
-  if (g.ph > 0 || g.pw > 0) {
+  if (g.ph > 0 || g.pw > 0 || options.nchw) {
     padded = aligned_floats(g.n * hp * row);
     float* dst = padded.get();
     parallel_for(g.n * hp, num_threads, grain_for(row, 1 << 15), [&](int64_t b, int64_t e) {
@@ -105,28 +108,47 @@ void conv2d(const float* x, const PreparedConv& w, const float* bias, float pad_
           continue;
         }
         std::fill(d, d + g.pw * g.c, pad_value);
-        const float* s = x + (n * g.h + ih) * g.w * g.c;
-        std::copy(s, s + g.w * g.c, d + g.pw * g.c);
+        if (options.nchw) {  // interleave the channels' rows
+          for (int64_t c = 0; c < g.c; ++c) {
+            const float* s = x + ((n * g.c + c) * g.h + ih) * g.w;
+            float* dc = d + g.pw * g.c + c;
+            for (int64_t j = 0; j < g.w; ++j) dc[j * g.c] = s[j];
+          }
+        } else {
+          const float* s = x + (n * g.h + ih) * g.w * g.c;
+          std::copy(s, s + g.w * g.c, d + g.pw * g.c);
+        }
         std::fill(d + (g.pw + g.w) * g.c, d + row, pad_value);
       }
     });
     xp = dst;
   }
   const bool avx2 = avx2_or_better();
-  parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t n = r / oh, o = r % oh;
-      ConvRow cr{xp + (n * hp + o * g.sh) * row, row, bias, y + r * ow * g.cout};
+  auto conv_row = [&](int64_t n, int64_t o, float* yrow) {
+    ConvRow cr{xp + (n * hp + o * g.sh) * row, row, bias, yrow};
 #if defined(ONEBIT_X86)
-      if (avx2) {
-        avx2::conv_row(cr, w, g);
-        continue;
-      }
+    if (avx2) return avx2::conv_row(cr, w, g);
 #endif
-      (void)avx2;
-      ref::conv_row(cr, w, g);
-    }
+    (void)avx2;
+    ref::conv_row(cr, w, g);
+  };
+  if (options.maxpool != nullptr) {
+    const PoolGeometry& p = *options.maxpool;
+    return maxpool_rows(p, num_threads, grain_for(macs_per_row * p.sh, 1 << 18), y, [&] {
+      return [&](int64_t n, int64_t r, float* dst) { conv_row(n, r, dst); };
+    });
+  }
+  parallel_for(g.n * oh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) conv_row(r / oh, r % oh, y + r * ow * g.cout);
   });
+}
+
+void check_conv_options(const ConvGeometry& g, const ConvOptions& o) {
+  if (o.maxpool == nullptr) return;
+  const PoolGeometry& p = *o.maxpool;
+  check_pool_geometry(p);
+  need(p.n == g.n && p.h == g.oh() && p.w == g.ow() && p.c == g.cout,
+       "conv2d: the fused max pool's input shape must be the conv's output shape");
 }
 
 // ---- pooling ------------------------------------------------------------------------------

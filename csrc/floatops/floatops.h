@@ -60,9 +60,6 @@ class PreparedConv {
   std::unique_ptr<float[], Free> blocked_;
 };
 
-// Direct convolution (see ConvGeometry); bias may be null. g.c, g.cout, g.kh, g.kw must match w.
-void conv2d(const float* x, const PreparedConv& w, const float* bias, float pad_value, float* y,
-            const ConvGeometry& g, int num_threads);
 
 // Window geometry of the pools. Output sizes use window_out with ceil_mode.
 struct PoolGeometry {
@@ -75,6 +72,23 @@ struct PoolGeometry {
 // Throws unless every size is >= 1, padding >= 0, the output non-empty and (as PyTorch requires)
 // padding <= half the effective kernel: p <= (d (k - 1) + 1) / 2.
 void check_pool_geometry(const PoolGeometry& g);
+
+// What a conv does around the convolution itself (the direct float conv here and the int8 conv,
+// int8conv.h). nchw: x is [N, C, H, W] (a model's input, read without a transposed copy) instead
+// of [N, H, W, C]. maxpool: the output goes through maxpool2d before it is stored, fused (each
+// thread keeps the few conv rows its pool windows read, so the conv output is never stored whole);
+// maxpool->n, h, w, c must be the conv's output shape and y is then the pool's
+// [N, Ho', Wo', C_out]. Identical bits to the conv followed by maxpool2d.
+struct ConvOptions {
+  bool nchw = false;
+  const PoolGeometry* maxpool = nullptr;
+};
+// Throws unless options.maxpool (if any) is a valid pool over the conv's output shape.
+void check_conv_options(const ConvGeometry& g, const ConvOptions& options);
+
+// Direct convolution (see ConvGeometry); bias may be null. g.c, g.cout, g.kh, g.kw must match w.
+void conv2d(const float* x, const PreparedConv& w, const float* bias, float pad_value, float* y,
+            const ConvGeometry& g, int num_threads, const ConvOptions& options = {});
 
 // torch.nn.MaxPool2d: y = max over the window's in-bounds taps (padding is -inf, so it never
 // wins). The maximum folds taps row by row, each row left to right, with

@@ -14,7 +14,7 @@
 
 #include "common/parallel.h"
 #include "floatops/int8conv_kernels.h"
-#include "floatops/kernels.h"
+#include "floatops/pool_fusion.h"
 
 namespace onebit::int8conv {
 
@@ -216,63 +216,23 @@ void convolve(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const Conv
   });
 }
 
-// The conv followed by a max pool p (p.n, p.h, p.w, p.c = the conv's output shape): each thread
-// takes a run of pool output rows and keeps the conv rows of its windows in a ring of `span`
-// rows (the window's height), computing each conv row when a window first needs it. Rows of one
-// window are distinct modulo span, so a window never evicts its own rows; the pool row kernel
-// then reads them exactly as floatops::maxpool2d reads the stored conv output.
+// The conv followed by a max pool p (p.n, p.h, p.w, p.c = the conv's output shape), fused
+// (pool_fusion.h).
 void convolve_maxpool(const uint8_t* xp, const PreparedInt8Conv& w, float* y,
                       const ConvGeometry& g, bool relu, const floatops::PoolGeometry& p,
                       int num_threads) {
-  const int64_t oh = g.oh(), conv_row = g.ow() * g.cout;
-  const int64_t poh = p.oh(), pool_row = p.ow() * p.c;
-  const int64_t span = (p.kh - 1) * p.dh + 1;
   const int64_t macs_per_row = g.ow() * g.cout * w.taps() * std::max<int64_t>(1, p.sh);
   const RowKernel kernel{xp, w, g, relu};
-  const bool avx2 = avx2_or_better();
-  parallel_for(g.n * poh, num_threads, grain_for(macs_per_row, 1 << 18), [&](int64_t b, int64_t e) {
-    AlignedBytes scratch = kernel.scratch();
-    std::vector<float> ring(static_cast<size_t>(span * conv_row));
-    std::vector<int64_t> held(static_cast<size_t>(span), -1);  // the conv row (n * oh + r) held
-    std::vector<const float*> rows(static_cast<size_t>(p.kh));
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t n = r / poh, start = (r % poh) * p.sh - p.ph;
-      int64_t nrows = 0;
-      for (int64_t i = 0; i < p.kh; ++i) {
-        const int64_t ih = start + i * p.dh;
-        if (ih < 0 || ih >= oh) continue;
-        const int64_t slot = ih % span;
-        float* dst = ring.data() + slot * conv_row;
-        if (held[static_cast<size_t>(slot)] != n * oh + ih) {
-          kernel(n, ih, dst, scratch.get());
-          held[static_cast<size_t>(slot)] = n * oh + ih;
-        }
-        rows[static_cast<size_t>(nrows++)] = dst;
-      }
-      const int64_t window_rows = std::min(start + (p.kh - 1) * p.dh + 1, p.h + p.ph) - start;
-      const floatops::PoolRow pr{rows.data(), nrows, window_rows, y + r * pool_row};
-#if defined(ONEBIT_X86)
-      if (avx2) {
-        floatops::avx2::maxpool_row(pr, p);
-        continue;
-      }
-#endif
-      (void)avx2;
-      floatops::ref::maxpool_row(pr, p);
-    }
+  floatops::maxpool_rows(p, num_threads, grain_for(macs_per_row, 1 << 18), y, [&] {
+    // each thread chunk's row buffer, owned by its row maker
+    return [&kernel, scratch = kernel.scratch()](int64_t n, int64_t r, float* dst) {
+      kernel(n, r, dst, scratch.get());
+    };
   });
 }
 
-void check_options(const ConvGeometry& g, const Int8ConvOptions& o) {
-  if (o.maxpool == nullptr) return;
-  const floatops::PoolGeometry& p = *o.maxpool;
-  floatops::check_pool_geometry(p);
-  need(p.n == g.n && p.h == g.oh() && p.w == g.ow() && p.c == g.cout,
-       "int8 conv2d: the fused max pool's input shape must be the conv's output shape");
-}
-
 void run(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const ConvGeometry& g, bool relu,
-         int num_threads, const Int8ConvOptions& o) {
+         int num_threads, const ConvOptions& o) {
   if (o.maxpool != nullptr) return convolve_maxpool(xp, w, y, g, relu, *o.maxpool, num_threads);
   convolve(xp, w, y, g, relu, num_threads);
 }
@@ -280,9 +240,9 @@ void run(const uint8_t* xp, const PreparedInt8Conv& w, float* y, const ConvGeome
 }  // namespace
 
 void conv2d(const float* x, const PreparedInt8Conv& w, float* y, const ConvGeometry& g, bool relu,
-            int num_threads, const Int8ConvOptions& options) {
+            int num_threads, const ConvOptions& options) {
   check_conv(w, g);
-  check_options(g, options);
+  floatops::check_conv_options(g, options);
   const float inv = 1.0f / w.act_scale();
   const int zp = w.zero_point(), amax = w.act_max();
   const bool avx2 = avx2_or_better();
@@ -309,9 +269,9 @@ void conv2d(const float* x, const PreparedInt8Conv& w, float* y, const ConvGeome
 }
 
 void conv2d_u8(const uint8_t* xq, const PreparedInt8Conv& w, float* y, const ConvGeometry& g,
-               bool relu, int num_threads, const Int8ConvOptions& options) {
+               bool relu, int num_threads, const ConvOptions& options) {
   check_conv(w, g);
-  check_options(g, options);
+  floatops::check_conv_options(g, options);
   const int64_t total = g.n * g.h * g.w * g.c;
   const uint8_t amax = static_cast<uint8_t>(w.act_max());
   if (amax < 255) {

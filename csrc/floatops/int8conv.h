@@ -28,6 +28,7 @@
 namespace onebit::int8conv {
 
 using floatops::ConvGeometry;
+using floatops::ConvOptions;  // NCHW input, a fused max pool (floatops.h)
 
 // The largest int16 the AVX2 kernel's intermediate may reach. vpmaddubsw adds two u8 x s8
 // products into one int16 (saturating) and the kernel adds `pairs` such results before widening
@@ -96,24 +97,13 @@ class PreparedInt8Conv {
 // K * act_max * wmax + act_max * K * wmax below 2^31).
 void check_conv(const PreparedInt8Conv& w, const ConvGeometry& g);
 
-// What conv2d does around the convolution itself. nchw: x is [N, C, H, W] (a model's input,
-// read without a transposed copy) instead of [N, H, W, C]. maxpool: the output goes through
-// floatops::maxpool2d before it is stored, fused (each thread keeps the few conv rows its pool
-// windows read, so the conv output is never written out whole); maxpool->n, h, w, c must be the
-// conv's output shape and y is then the pool's [N, Ho', Wo', C_out]. Identical bits to the conv
-// followed by floatops::maxpool2d.
-struct Int8ConvOptions {
-  bool nchw = false;
-  const floatops::PoolGeometry* maxpool = nullptr;
-};
-
 // Float input x [N, H, W, C] (or NCHW, see options): quantized (see the formula above) into a
 // padded scratch copy, then convolved; y [N, Ho, Wo, C_out] float32.
 void conv2d(const float* x, const PreparedInt8Conv& w, float* y, const ConvGeometry& g, bool relu,
-            int num_threads, const Int8ConvOptions& options = {});
+            int num_threads, const ConvOptions& options = {});
 // Already-quantized input xq [N, H, W, C] (values must be <= w.act_max(); throws otherwise).
 void conv2d_u8(const uint8_t* xq, const PreparedInt8Conv& w, float* y, const ConvGeometry& g,
-               bool relu, int num_threads, const Int8ConvOptions& options = {});
+               bool relu, int num_threads, const ConvOptions& options = {});
 
 // The quantizer of conv2d on its own, over count values: q = clamp(rint(x * (1 / scale)) +
 // zero_point, 0, act_max), the clamp done in float before rounding (NaN -> 0). scale, zero_point

@@ -163,6 +163,8 @@ void conv_reference(const std::vector<float>& x, const std::vector<float>& w, co
         }
 }
 
+std::vector<float> maxpool_documented(const std::vector<float>& x, const PoolGeometry& g, int64_t oh, int64_t ow);
+
 void check_conv(std::mt19937& rng, int trial) {
   const ConvCase cc = random_conv(rng, trial);
   const ConvGeometry& g = cc.g;
@@ -186,6 +188,20 @@ void check_conv(std::mt19937& rng, int trial) {
   auto tol = [&](size_t k) { return (m + 2) * kU * s_abs[k]; };
 
   const PreparedConv prepared(w.data(), g.cout, g.c, g.kh, g.kw);
+  // x in NCHW order (ConvOptions::nchw), and a max pool over the conv output (ConvOptions::maxpool)
+  std::vector<float> x_nchw(x.size());
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t iy = 0; iy < g.h; ++iy)
+      for (int64_t ix = 0; ix < g.w; ++ix)
+        for (int64_t c = 0; c < g.c; ++c)
+          x_nchw[static_cast<size_t>(((n * g.c + c) * g.h + iy) * g.w + ix)] =
+              x[static_cast<size_t>(((n * g.h + iy) * g.w + ix) * g.c + c)];
+  PoolGeometry pool;
+  pool.n = g.n, pool.h = oh, pool.w = ow, pool.c = g.cout;
+  pool.kh = uni(rng, 1, std::min<int64_t>(3, oh)), pool.kw = uni(rng, 1, std::min<int64_t>(3, ow));
+  pool.sh = uni(rng, 1, 3), pool.sw = uni(rng, 1, 3);
+  pool.ph = uni(rng, 0, pool.kh / 2), pool.pw = uni(rng, 0, pool.kw / 2);
+  pool.ceil_mode = rng() % 2;
   std::vector<float> ref_path;  // the reference ISA's output (available_isas() lists it first)
   for (Isa isa : onebit_test::available_isas()) {
     set_isa(isa);
@@ -203,6 +219,24 @@ void check_conv(std::mt19937& rng, int trial) {
               (long long)(k / (oh * ow * g.cout)), (long long)(k / (ow * g.cout) % oh), (long long)(k / g.cout % ow),
               (long long)(k % g.cout), y[k], ref[k], cc.dyadic ? 0.0 : tol(k));
       }
+      // NCHW input gives the same bits; a fused max pool gives the documented pool of them
+      ConvOptions opt;
+      opt.nchw = true;
+      std::vector<float> y_nchw = sentinel_vec(g.n * oh * ow * g.cout);
+      conv2d(x_nchw.data(), prepared, bp, cc.pad_value, y_nchw.data(), g, threads, opt);
+      size_t diff_nchw = 0;
+      for (size_t k = 0; k < y.size(); ++k) diff_nchw += bits(y[k]) != bits(y_nchw[k]);
+      CHECK(diff_nchw == 0, "conv isa=%s trial %d threads %d (%s): NCHW input differs in %zu elements",
+            isa_name(isa), trial, threads, desc.c_str(), diff_nchw);
+      const std::vector<float> pooled = maxpool_documented(y, pool, pool.oh(), pool.ow());
+      std::vector<float> z = sentinel_vec(static_cast<int64_t>(pooled.size()));
+      opt.nchw = trial % 2 == 0;
+      opt.maxpool = &pool;
+      conv2d((opt.nchw ? x_nchw : x).data(), prepared, bp, cc.pad_value, z.data(), g, threads, opt);
+      size_t diff_pool = 0;
+      for (size_t k = 0; k < z.size(); ++k) diff_pool += bits(z[k]) != bits(pooled[k]);
+      CHECK(diff_pool == 0, "conv isa=%s trial %d threads %d (%s): the fused max pool differs in %zu of %zu "
+            "elements", isa_name(isa), trial, threads, desc.c_str(), diff_pool, z.size());
       if (first.empty()) {
         first = y;
       } else {
@@ -434,6 +468,16 @@ void check_invalid() {
     };
     conv_mismatch("conv C differs from the filters", [](ConvGeometry& g) { g.c = 4; });
     conv_mismatch("conv C_out differs from the filters", [](ConvGeometry& g) { g.cout = 3; });
+    // a fused max pool over another shape than the conv's output, or with too much padding
+    PoolGeometry fp;
+    fp.n = 1, fp.h = 3, fp.w = 3, fp.c = 2, fp.kh = fp.kw = 2;
+    ConvOptions fo;
+    fo.maxpool = &fp;
+    conv2d(x.data(), pc, nullptr, 0.0f, y.data(), base, 1, fo);  // the valid pool runs
+    fp.c = 3;
+    expect_invalid("fused pool channels != conv C_out", [&] { conv2d(x.data(), pc, nullptr, 0.0f, y.data(), base, 1, fo); });
+    fp.c = 2, fp.pw = 2;
+    expect_invalid("fused pool padding over half its window", [&] { conv2d(x.data(), pc, nullptr, 0.0f, y.data(), base, 1, fo); });
     conv_mismatch("conv kh differs from the filters", [](ConvGeometry& g) { g.kh = 2; });
     conv_mismatch("conv kw differs from the filters", [](ConvGeometry& g) { g.kw = 1; });
 

@@ -9,7 +9,7 @@
 // activations at act_max against weights at -64 / 63 (per vpmaddubsw 2 * 255 * 64 = 32640 with
 // 8-bit activations, per vpaddw 4 * 127 * 64 = 32512 with 7-bit ones). The quantizer must match
 // its formula (ties, NaN, infinities), and invalid arguments must throw std::invalid_argument.
-// The same cases run with NCHW input (Int8ConvOptions::nchw) and with a random max pool fused
+// The same cases run with NCHW input (ConvOptions::nchw) and with a random max pool fused
 // after the conv, against the reference pooled here.
 #include <cmath>
 #include <cstring>
@@ -156,7 +156,7 @@ void check_case(std::mt19937& rng, int trial) {
         }
   std::vector<float> xf(static_cast<size_t>(nx));
   for (int64_t t = 0; t < nx; ++t) xf[t] = act_scale * static_cast<float>(xq[t] - cc.zp);
-  // the same inputs in NCHW order, for Int8ConvOptions::nchw
+  // the same inputs in NCHW order, for ConvOptions::nchw
   std::vector<uint8_t> xq_nchw(xq.size());
   std::vector<float> xf_nchw(xf.size());
   for (int64_t n = 0; n < g.n; ++n)
@@ -208,7 +208,7 @@ void check_case(std::mt19937& rng, int trial) {
       for (int path = 0; path < 6; ++path) {
         const std::vector<float>& want = path < 4 ? expect : pooled;
         std::vector<float> y(want.size(), from_bits(kSentinel));
-        Int8ConvOptions opt;
+        ConvOptions opt;
         opt.nchw = path == 2 || path == 3 || path == 5;
         opt.maxpool = path >= 4 ? &pool : nullptr;
         if (path == 0 || path == 2 || path == 5)
@@ -300,7 +300,7 @@ void check_errors() {
   std::vector<float> xf(75, 0.0f);
   floatops::PoolGeometry pool;
   pool.n = 1, pool.h = 3, pool.w = 3, pool.c = 2, pool.kh = pool.kw = 2, pool.sh = pool.sw = 1;
-  Int8ConvOptions opt;
+  ConvOptions opt;
   opt.maxpool = &pool;
   conv2d(xf.data(), p, y.data(), g, false, 1, opt);  // the valid pool runs
   pool.h = 4;

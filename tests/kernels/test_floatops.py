@@ -203,3 +203,54 @@ def test_bad_inputs_raise_clear_errors():
         K.maxpool2d_f32(x, 2, ceil_mode="yes")
     with pytest.raises(ValueError, match="num_threads must be >= 1"):
         K.maxpool2d_f32(x, 2, num_threads=0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conv2d_nchw_input_and_fused_maxpool_are_bit_identical(seed):
+    """layout="nchw" equals the NHWC call on the transposed input, and a fused max pool equals
+    maxpool2d_f32 of the stored conv output, bit for bit, for every ISA and thread count (random
+    stems and 1x1 convs, pad values, pool windows with padding, dilation and ceil_mode)."""
+    rng = np.random.default_rng(100 + seed)
+    c = int(rng.integers(1, 5)) if seed % 3 else int(rng.integers(5, 40))
+    k = int(rng.integers(1, 8)) if seed % 3 else 1
+    s, p = int(rng.integers(1, 3)), int(rng.integers(0, k // 2 + 1))
+    h, w_ = int(rng.integers(k, 24)), int(rng.integers(k, 24))
+    co = int(rng.integers(1, 70))
+    x = rng.standard_normal((int(rng.integers(1, 3)), c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((co, c, k, k)).astype(np.float32)
+    b = rng.standard_normal(co).astype(np.float32) if seed % 2 else None
+    pad_value = float(rng.choice([0.0, 1.0, -0.5]))
+    geo = dict(stride=s, padding=p, pad_value=pad_value)
+    oh, ow = (h + 2 * p - k) // s + 1, (w_ + 2 * p - k) // s + 1
+    pk = (int(rng.integers(1, min(3, oh) + 1)), int(rng.integers(1, min(3, ow) + 1)))
+    pool = K.MaxPoolWindow(pk, (int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                           (int(rng.integers(0, pk[0] // 2 + 1)), int(rng.integers(0, pk[1] // 2 + 1))),
+                           1, bool(seed % 4 == 1))
+    for isa in ISAS:
+        with K.use_isa(isa):
+            y = K.conv2d_f32(nhwc(x), w, b, **geo)
+            expect = K.maxpool2d_f32(y, pool.kernel_size, pool.stride, pool.padding,
+                                     pool.dilation, pool.ceil_mode)
+            for threads in (1, 2, 3):
+                got = K.conv2d_f32(x, w, b, layout="nchw", num_threads=threads, **geo)
+                assert np.array_equal(got.view(np.uint32), y.view(np.uint32)), (isa, threads)
+                for xin, layout in ((x, "nchw"), (nhwc(x), "nhwc")):
+                    got = K.conv2d_f32(xin, w, b, layout=layout, maxpool=pool,
+                                       num_threads=threads, **geo)
+                    assert np.array_equal(got.view(np.uint32), expect.view(np.uint32)), \
+                        (isa, threads, layout)
+
+
+def test_conv2d_layout_and_maxpool_errors():
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="'nhwc' or 'nchw'"):
+        K.conv2d_f32(x, w, layout="chw")
+    with pytest.raises(ValueError, match=r"C_in = 8 channels of x \(NHWC\)"):
+        K.conv2d_f32(x, w)
+    with pytest.raises(ValueError, match="C-contiguous NCHW"):
+        K.conv2d_f32(np.asfortranarray(x), w, layout="nchw")
+    with pytest.raises(TypeError, match="MaxPoolWindow"):
+        K.conv2d_f32(x, w, layout="nchw", maxpool={"kernel_size": 2})
+    with pytest.raises(ValueError, match="at most half"):
+        K.conv2d_f32(x, w, layout="nchw", maxpool=K.MaxPoolWindow(2, 1, 2))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import onebit.runtime as rt
 from onebit.deploy import convert
@@ -142,3 +144,29 @@ def test_no_absorb_when_the_pool_is_not_the_only_reader(bireal_graph: Graph) -> 
     assert steps[0].nodes == (nodes[0],) and steps[0].nchw
     x = np.random.default_rng(7).standard_normal((2, 3, 32, 32)).astype(np.float32)
     np.testing.assert_array_equal(rt.Model(g2)(x), rt.Model(g2, fuse=False)(x))
+
+
+def test_direct_float_conv_reads_nchw_and_absorbs_its_max_pool(bireal_graph: Graph) -> None:
+    """The float stem on the direct kernel (few input channels) reads NCHW and applies its max
+    pool; a float conv on im2col (3x3 over 8 channels) keeps its pool as a step of its own."""
+    steps = plan(bireal_graph, bireal_graph.validate())
+    stem, pool = bireal_graph.nodes[0], bireal_graph.nodes[1]
+    assert (stem.op, pool.op) == ("conv2d", "maxpool2d")
+    assert steps[0].nodes == (stem, pool) and steps[0].nchw and steps[0].absorbed is pool
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(8 * 4 * 4, 5)).eval()
+    graph = convert(net, example_input_shape=(3, 16, 16))
+    steps = plan(graph, graph.validate())
+    assert [tuple(n.op for n in s.nodes) for s in steps[:3]] == [
+        ("conv2d", "maxpool2d"), ("conv2d",), ("maxpool2d",)]
+    assert steps[0].nchw and not steps[1].nchw
+    fused, plain = rt.Model(graph), rt.Model(graph, fuse=False)
+    for n in (1, 4):
+        x = np.random.default_rng(n).standard_normal((n, 3, 16, 16)).astype(np.float32)
+        for threads in (1, 2):
+            fused.num_threads = plain.num_threads = threads
+            np.testing.assert_array_equal(fused(x), plain(x))
+        with torch.no_grad():
+            np.testing.assert_allclose(fused(x), net(torch.from_numpy(x)).numpy(), rtol=1e-5,
+                                       atol=1e-5)

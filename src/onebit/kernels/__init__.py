@@ -42,6 +42,7 @@ from onebit.kernels.bitpack import (
     unpack_nhwc,
 )
 from onebit.kernels.floatops import (
+    MaxPoolWindow,
     PreparedFloatConvWeight,
     avgpool2d_f32,
     conv2d_f32,
@@ -51,7 +52,6 @@ from onebit.kernels.floatops import (
 )
 from onebit.kernels.int8conv import (
     ActivationQuant,
-    MaxPoolWindow,
     PreparedInt8ConvWeight,
     calibrate_activations,
     conv2d_int8,

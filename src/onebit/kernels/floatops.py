@@ -30,6 +30,7 @@ parallel over output rows, release the GIL, and use the plain reference kernels 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from onebit.kernels._checks import (
 )
 
 __all__ = [
+    "MaxPoolWindow",
     "PreparedFloatConvWeight",
     "avgpool2d_f32",
     "conv2d_f32",
@@ -121,32 +123,66 @@ def conv_geometry(x_shape: tuple[int, ...], kernel_hw: tuple[int, int], stride: 
     return (sh, sw), (ph, pw), (dh, dw), (oh, ow)
 
 
+@dataclass(frozen=True)
+class MaxPoolWindow:
+    """A max pool that :func:`conv2d_f32` or :func:`onebit.kernels.conv2d_int8` applies to its
+    output before storing it:
+    ``torch.nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)`` (``stride`` None:
+    the kernel size). The result is bit-identical to :func:`onebit.kernels.maxpool2d_f32` of the
+    conv's output, without the whole conv output ever being written (each thread keeps the few
+    conv rows its windows read)."""
+
+    kernel_size: Any
+    stride: Any = None
+    padding: Any = 0
+    dilation: Any = 1
+    ceil_mode: bool = False
+
+
 def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
                bias: np.ndarray | None = None, *, stride: Any = 1, padding: Any = 0,
-               dilation: Any = 1, pad_value: float = 0.0,
-               num_threads: int | None = None) -> np.ndarray:
-    """Direct float conv2d, NHWC: ``y = conv2d(x, weight, bias)`` as PyTorch's (groups 1).
+               dilation: Any = 1, pad_value: float = 0.0, layout: str = "nhwc",
+               maxpool: Any = None, num_threads: int | None = None) -> np.ndarray:
+    """Direct float conv2d: ``y = conv2d(x, weight, bias)`` as PyTorch's (groups 1), then
+    ``maxpool`` if given; output NHWC.
 
     Args:
-        x: float32 ``[N, H, W, C_in]``, C-contiguous.
+        x: float32 ``[N, H, W, C_in]``, C-contiguous (``[N, C_in, H, W]`` with
+            ``layout="nchw"``, e.g. a model's input, read without a transposed copy).
         weight: float32 ``[C_out, C_in, kh, kw]`` or a :class:`PreparedFloatConvWeight`.
         bias: ``None`` or float32 ``[C_out]``.
         stride: an int or an ``(h, w)`` pair.
         padding: an int or an ``(h, w)`` pair (symmetric).
         dilation: an int or an ``(h, w)`` pair.
         pad_value: the value padded positions hold (0 is PyTorch's zero padding).
+        layout: ``"nhwc"`` or ``"nchw"``, the layout of ``x``.
+        maxpool: an :class:`onebit.kernels.MaxPoolWindow` applied to the output before it is
+            stored (bit-identical to :func:`maxpool2d_f32` of the output), or None.
         num_threads: threads to use (default: :func:`onebit.kernels.default_num_threads`).
 
-    Returns float32 ``[N, H_out, W_out, C_out]``, ``H_out = (H + 2 ph - dh (kh - 1) - 1) // sh + 1``.
+    Returns float32 ``[N, H_out, W_out, C_out]``, ``H_out = (H + 2 ph - dh (kh - 1) - 1) // sh + 1``
+    (the pool's output size with ``maxpool``).
     Fast for few input channels (the kernel has no im2col; K = kh * kw * C_in per output).
     """
-    xa = _nhwc(x)
+    if layout not in ("nhwc", "nchw"):
+        raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+    nchw = layout == "nchw"
+    if nchw:
+        xa = require_array(x, "x", np.float32, ndim=4, contiguous=False)
+        if not xa.flags.c_contiguous:
+            raise ValueError("x must be C-contiguous NCHW (use np.ascontiguousarray(x))")
+        if xa.size == 0:
+            raise ValueError(f"x must not be empty, got shape {xa.shape}")
+        shape = (xa.shape[0], xa.shape[2], xa.shape[3], xa.shape[1])
+    else:
+        xa = _nhwc(x)
+        shape = xa.shape
     pw_ = weight if isinstance(weight, PreparedFloatConvWeight) else PreparedFloatConvWeight(weight)
     cout, cin, kh, kw = pw_.shape
-    if cin != xa.shape[3]:
-        raise ValueError(f"weight must be [C_out, C_in, kh, kw] with the C_in = {xa.shape[3]} "
-                         f"channels of x (NHWC), got {pw_.shape}")
-    (sh, sw), (ph, pwd), (dh, dw), (oh, ow) = conv_geometry(xa.shape, (kh, kw), stride, padding,
+    if cin != shape[3]:
+        raise ValueError(f"weight must be [C_out, C_in, kh, kw] with the C_in = {shape[3]} "
+                         f"channels of x ({layout.upper()}), got {pw_.shape}")
+    (sh, sw), (ph, pwd), (dh, dw), (oh, ow) = conv_geometry(shape, (kh, kw), stride, padding,
                                                             dilation)
     b = None
     if bias is not None:
@@ -159,10 +195,19 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
         pad = float(pad_value)
     except (TypeError, ValueError):
         raise TypeError(f"pad_value must be a number, got {type(pad_value).__name__}") from None
-    check_memory((xa.shape[0], oh, ow, cout), 4, "the output", "use less padding or a larger stride")
-    out = np.empty((xa.shape[0], oh, ow, cout), dtype=np.float32)
+    check_memory((shape[0], oh, ow, cout), 4, "the output", "use less padding or a larger stride")
+    pool = None
+    if maxpool is not None:
+        if not isinstance(maxpool, MaxPoolWindow):
+            raise TypeError("maxpool must be an onebit.kernels.MaxPoolWindow or None, got "
+                            f"{type(maxpool).__name__}")
+        m = maxpool
+        *win, oh, ow = pool_window((oh, ow), m.kernel_size, m.stride, m.padding, m.dilation,
+                                   m.ceil_mode)
+        pool = (*win, bool(m.ceil_mode))
+    out = np.empty((shape[0], oh, ow, cout), dtype=np.float32)
     _kernels.float_conv2d(xa, pw_._impl, b, pad, out, sh, sw, ph, pwd, dh, dw,
-                          _threads(num_threads))
+                          _threads(num_threads), nchw, pool)
     return out
 
 

@@ -54,11 +54,10 @@ import numpy as np
 
 from onebit import _kernels
 from onebit.kernels._checks import require_array, resolve_threads
-from onebit.kernels.floatops import _nhwc, conv_geometry, pool_window
+from onebit.kernels.floatops import MaxPoolWindow, _nhwc, conv_geometry, pool_window
 
 __all__ = [
     "ActivationQuant",
-    "MaxPoolWindow",
     "PreparedInt8ConvWeight",
     "calibrate_activations",
     "conv2d_int8",
@@ -231,21 +230,6 @@ def prepare_conv2d_int8(weight: np.ndarray, act: ActivationQuant, *,
     quantization ``act`` and the output transform ``y = multiplier * conv + bias`` (both
     ``[C_out]`` or None) folded in."""
     return PreparedInt8ConvWeight(weight, act, bias, multiplier, weight_bits)
-
-
-@dataclass(frozen=True)
-class MaxPoolWindow:
-    """A max pool that :func:`conv2d_int8` applies to its output before storing it:
-    ``torch.nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)`` (``stride`` None:
-    the kernel size). The result is bit-identical to :func:`onebit.kernels.maxpool2d_f32` of the
-    conv's output, without the whole conv output ever being written (each thread keeps the few
-    conv rows its windows read)."""
-
-    kernel_size: Any
-    stride: Any = None
-    padding: Any = 0
-    dilation: Any = 1
-    ceil_mode: bool = False
 
 
 def conv2d_int8(x: np.ndarray, prepared: PreparedInt8ConvWeight, *, stride: Any = 1,

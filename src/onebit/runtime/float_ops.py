@@ -106,12 +106,17 @@ def _row_chunks(n: int, ho: int, row_elements: int):
             yield i, r, min(ho, r + rows)
 
 
+def uses_direct_conv(cin_per_group: int, kernel: tuple[int, int], groups: int) -> bool:
+    """Whether :func:`conv2d` runs the direct conv kernel: groups 1 and at most
+    ``DIRECT_CONV_MAX_CHANNELS`` input channels, or a 1x1 kernel of any width (the same work as
+    a matmul, as fast as single-threaded BLAS and parallel on onebit's threads)."""
+    return groups == 1 and (cin_per_group <= DIRECT_CONV_MAX_CHANNELS or tuple(kernel) == (1, 1))
+
+
 def direct_conv_weight(weight: np.ndarray, groups: int) -> kernels.PreparedFloatConvWeight | None:
     """``weight`` ``[O, C/g, kh, kw]`` prepared for the direct conv kernel if :func:`conv2d` should
-    run it (groups 1 and at most ``DIRECT_CONV_MAX_CHANNELS`` input channels, or a 1x1 kernel of
-    any width: the same work as a matmul, as fast as single-threaded BLAS and parallel on onebit's
-    threads), else ``None``."""
-    if groups != 1 or (weight.shape[1] > DIRECT_CONV_MAX_CHANNELS and weight.shape[2:] != (1, 1)):
+    run it (:func:`uses_direct_conv`), else ``None``."""
+    if not uses_direct_conv(weight.shape[1], tuple(weight.shape[2:]), groups):
         return None
     return kernels.prepare_float_conv_weight(np.ascontiguousarray(weight, dtype=np.float32))
 

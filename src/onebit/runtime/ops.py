@@ -37,9 +37,9 @@ import numpy as np
 
 from onebit import _kernels
 from onebit.kernels._checks import resolve_threads
+from onebit.kernels.floatops import MaxPoolWindow, conv2d_f32
 from onebit.kernels.int8conv import (
     ActivationQuant,
-    MaxPoolWindow,
     conv2d_int8,
     prepare_conv2d_int8,
 )
@@ -96,10 +96,11 @@ class OpSpec:
     view: bool = False
     optional: tuple[str, ...] = ()  # attributes a node may omit (added after files existed)
     # fusions (onebit.runtime.plan): absorbs(node, reader) says whether the node's kernel can
-    # apply `reader` (the only reader of its output) before storing; nchw_input that it can read
-    # the model's NCHW input as it is; fuse(node, tensors, reader or None, nchw) compiles either.
+    # apply `reader` (the only reader of its output) before storing; nchw_input(node) whether it
+    # can read the model's NCHW input as it is; fuse(node, tensors, reader or None, nchw)
+    # compiles either.
     absorbs: Callable[[Node, Node], bool] | None = None
-    nchw_input: bool = False
+    nchw_input: Callable[[Node], bool] | None = None
     fuse: Callable[[Node, Tensors, Node | None, bool], Kernel] | None = None
 
 
@@ -131,17 +132,62 @@ def _check_conv2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
 
 
 def _compile_conv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
+    if _direct_conv2d(node):
+        return _fuse_conv2d(node, t, None, False)
     a, bias = node.attrs, t.get("bias")
     groups = a["groups"]
     weight = _float_weight(node, t, a["in_channels"] // groups)
     o_g = a["out_channels"] // groups
     kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
     pad_value = float(a["pad_value"])
-    direct = float_ops.direct_conv_weight(weight, groups)
-    wmat = None if direct is not None else np.stack(
-        [float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g]) for g in range(groups)])
+    wmat = np.stack([float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g])
+                     for g in range(groups)])
     return lambda xs, nt: float_ops.conv2d(xs[0], wmat, bias, kernel, stride, padding, dilation,
-                                           groups, pad_value, direct, nt)
+                                           groups, pad_value, None, nt)
+
+
+def _direct_conv2d(node: Node) -> bool:
+    """Whether the float conv runs onebit's direct kernel (float_ops.direct_conv_weight's rule),
+    which also reads NCHW input and applies a max pool after it."""
+    a = node.attrs
+    return float_ops.uses_direct_conv(a["in_channels"] // a["groups"], tuple(a["kernel"]),
+                                      a["groups"])
+
+
+def _absorbs_conv2d(node: Node, reader: Node) -> bool:
+    return reader.op == "maxpool2d" and _direct_conv2d(node)
+
+
+def _fuse_conv2d(node: Node, t: Tensors, reader: Node | None, nchw: bool) -> Kernel:
+    """The float conv on the direct kernel, reading NCHW input and/or max pooling its output."""
+    a, bias = node.attrs, t.get("bias")
+    weight = _float_weight(node, t, a["in_channels"] // a["groups"])
+    direct = float_ops.direct_conv_weight(weight, a["groups"])
+    kernel, stride, padding, dilation = _pairs(a, "kernel", "stride", "padding", "dilation")
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    pad_value = float(a["pad_value"])
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    pool, pool_args = None, None
+    if reader is not None:  # a maxpool2d (see _absorbs_conv2d)
+        r = reader.attrs
+        pool = MaxPoolWindow(*_pairs(r, "kernel", "stride", "padding", "dilation"),
+                             ceil_mode=bool(r["ceil_mode"]))
+        pool_args = (*pool.kernel_size, *pool.stride, *pool.padding, *pool.dilation,
+                     pool.ceil_mode)
+    layout = "nchw" if nchw else "nhwc"
+    impl = direct._impl
+
+    def run(xs: list[np.ndarray], nt: int | None, out: Any) -> np.ndarray:
+        if out is None:
+            return conv2d_f32(np.ascontiguousarray(xs[0], dtype=np.float32), direct, b,
+                              stride=stride, padding=padding, dilation=dilation,
+                              pad_value=pad_value, layout=layout, maxpool=pool, num_threads=nt)
+        # the graph was validated: straight to the kernel (which checks every shape again)
+        _kernels.float_conv2d(np.ascontiguousarray(xs[0], dtype=np.float32), impl, b, pad_value,
+                              out[0], sh, sw, ph, pw, dh, dw, resolve_threads(nt), nchw,
+                              pool_args)
+        return out[0]
+    return OutKernel(run)
 
 
 def _act_quant(a: dict[str, Any]) -> Any:
@@ -495,14 +541,15 @@ _SPECS = [
            ("weight", "weight_bits", "weight_scale", "bias"),
            "float conv; weight F32 [O, C/g, kh, kw] or weight_bits U32 [O, kh, kw, ceil(C/g/32)] "
            "times weight_scale F32 [O]; optional bias; input padded with pad_value",
-           _check_conv2d, _compile_conv2d),
+           _check_conv2d, _compile_conv2d, absorbs=_absorbs_conv2d, nchw_input=_direct_conv2d,
+           fuse=_fuse_conv2d),
     OpSpec("conv2d_int8", 1, (*_CONV, "dilation", "act_scale", "act_zero_point", "act_bits",
                               "weight_bits"), ("weight", "bias"),
            "float conv computed in int8: x quantized per tensor (act_scale, act_zero_point, "
            "act_bits; zero padding), weight F32 [O, C, kh, kw] quantized per output channel to "
            "weight_bits at load; y = dequantized int32 sum + bias (onebit.kernels.conv2d_int8)",
            _check_conv2d_int8, _compile_conv2d_int8, absorbs=_absorbs_conv2d_int8,
-           nchw_input=True, fuse=_fuse_conv2d_int8),
+           nchw_input=lambda node: True, fuse=_fuse_conv2d_int8),
     OpSpec("bconv2d", 1, (*_CONV, "pad_value", "xnor_k", "output"),
            ("weight_bits", *_TRANSFORM),
            "sign(x) (bits if already packed) conv weight_bits, acc = exact +/-1 dot product "
