@@ -27,7 +27,6 @@ popcount (Mula, Kurz, Lemire, "Faster population counts using AVX2 instructions"
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 

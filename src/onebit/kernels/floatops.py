@@ -139,6 +139,36 @@ class MaxPoolWindow:
     ceil_mode: bool = False
 
 
+def fused_pool(maxpool: Any, conv_hw: tuple[int, int]) -> tuple[tuple | None, tuple[int, int]]:
+    """A conv's fused max pool as the kernels take it, ``(kh, kw, sh, sw, ph, pw, dh, dw,
+    ceil_mode)`` (None without one), and the output's ``(H, W)``: the pool's over the conv's
+    ``conv_hw``, or ``conv_hw`` itself. Checked (TypeError / ValueError naming the fix)."""
+    if maxpool is None:
+        return None, conv_hw
+    if not isinstance(maxpool, MaxPoolWindow):
+        raise TypeError("maxpool must be an onebit.kernels.MaxPoolWindow or None, got "
+                        f"{type(maxpool).__name__}")
+    m = maxpool
+    *window, oh, ow = pool_window(conv_hw, m.kernel_size, m.stride, m.padding, m.dilation,
+                                  m.ceil_mode)
+    return (*window, bool(m.ceil_mode)), (oh, ow)
+
+
+def conv_input(x: Any, layout: str) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A float32 conv input in ``layout`` ("nhwc" or "nchw"), checked, and its (N, H, W, C)."""
+    if layout not in ("nhwc", "nchw"):
+        raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+    if layout == "nhwc":
+        xa = _nhwc(x)
+        return xa, tuple(xa.shape)
+    xa = require_array(x, "x", np.float32, ndim=4, contiguous=False)
+    if not xa.flags.c_contiguous:
+        raise ValueError("x must be C-contiguous NCHW (use np.ascontiguousarray(x))")
+    if xa.size == 0:
+        raise ValueError(f"x must not be empty, got shape {xa.shape}")
+    return xa, (xa.shape[0], xa.shape[2], xa.shape[3], xa.shape[1])
+
+
 def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
                bias: np.ndarray | None = None, *, stride: Any = 1, padding: Any = 0,
                dilation: Any = 1, pad_value: float = 0.0, layout: str = "nhwc",
@@ -164,19 +194,7 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
     (the pool's output size with ``maxpool``).
     Fast for few input channels (the kernel has no im2col; K = kh * kw * C_in per output).
     """
-    if layout not in ("nhwc", "nchw"):
-        raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
-    nchw = layout == "nchw"
-    if nchw:
-        xa = require_array(x, "x", np.float32, ndim=4, contiguous=False)
-        if not xa.flags.c_contiguous:
-            raise ValueError("x must be C-contiguous NCHW (use np.ascontiguousarray(x))")
-        if xa.size == 0:
-            raise ValueError(f"x must not be empty, got shape {xa.shape}")
-        shape = (xa.shape[0], xa.shape[2], xa.shape[3], xa.shape[1])
-    else:
-        xa = _nhwc(x)
-        shape = xa.shape
+    xa, shape = conv_input(x, layout)
     pw_ = weight if isinstance(weight, PreparedFloatConvWeight) else PreparedFloatConvWeight(weight)
     cout, cin, kh, kw = pw_.shape
     if cin != shape[3]:
@@ -196,18 +214,10 @@ def conv2d_f32(x: np.ndarray, weight: np.ndarray | PreparedFloatConvWeight,
     except (TypeError, ValueError):
         raise TypeError(f"pad_value must be a number, got {type(pad_value).__name__}") from None
     check_memory((shape[0], oh, ow, cout), 4, "the output", "use less padding or a larger stride")
-    pool = None
-    if maxpool is not None:
-        if not isinstance(maxpool, MaxPoolWindow):
-            raise TypeError("maxpool must be an onebit.kernels.MaxPoolWindow or None, got "
-                            f"{type(maxpool).__name__}")
-        m = maxpool
-        *win, oh, ow = pool_window((oh, ow), m.kernel_size, m.stride, m.padding, m.dilation,
-                                   m.ceil_mode)
-        pool = (*win, bool(m.ceil_mode))
+    pool, (oh, ow) = fused_pool(maxpool, (oh, ow))
     out = np.empty((shape[0], oh, ow, cout), dtype=np.float32)
     _kernels.float_conv2d(xa, pw_._impl, b, pad, out, sh, sw, ph, pwd, dh, dw,
-                          _threads(num_threads), nchw, pool)
+                          _threads(num_threads), layout == "nchw", pool)
     return out
 
 

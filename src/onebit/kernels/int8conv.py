@@ -54,7 +54,7 @@ import numpy as np
 
 from onebit import _kernels
 from onebit.kernels._checks import require_array, resolve_threads
-from onebit.kernels.floatops import MaxPoolWindow, _nhwc, conv_geometry, pool_window
+from onebit.kernels.floatops import MaxPoolWindow, conv_geometry, conv_input, fused_pool
 
 __all__ = [
     "ActivationQuant",
@@ -269,13 +269,8 @@ def conv2d_int8(x: np.ndarray, prepared: PreparedInt8ConvWeight, *, stride: Any 
                              f"{prepared.act.qmax}); quantize with quantize_activations(x, "
                              "prepared.act)")
         run = _kernels.int8_conv2d_u8
-    elif nchw:
-        xa = require_array(x, "x", np.float32, ndim=4, contiguous=False)
-        if not xa.flags.c_contiguous:
-            raise ValueError("x must be C-contiguous NCHW (use np.ascontiguousarray(x))")
-        run = _kernels.int8_conv2d
     else:
-        xa = _nhwc(x)
+        xa, _ = conv_input(x, layout)
         run = _kernels.int8_conv2d
     if xa.size == 0:
         raise ValueError(f"x must not be empty, got shape {xa.shape}")
@@ -292,15 +287,7 @@ def conv2d_int8(x: np.ndarray, prepared: PreparedInt8ConvWeight, *, stride: Any 
                          "too large; use less padding or a smaller input")
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"relu must be a bool, got {type(relu).__name__}")
-    pool = None
-    if maxpool is not None:
-        if not isinstance(maxpool, MaxPoolWindow):
-            raise TypeError("maxpool must be an onebit.kernels.MaxPoolWindow or None, got "
-                            f"{type(maxpool).__name__}")
-        m = maxpool
-        kh2, kw2, sh2, sw2, ph2, pw2, dh2, dw2, oh, ow = pool_window(
-            (oh, ow), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-        pool = (kh2, kw2, sh2, sw2, ph2, pw2, dh2, dw2, bool(m.ceil_mode))
+    pool, (oh, ow) = fused_pool(maxpool, (oh, ow))
     threads = num_threads if type(num_threads) is int and num_threads >= 1 else \
         resolve_threads(num_threads)
     out = np.empty((shape[0], oh, ow, cout), dtype=np.float32)

@@ -24,7 +24,6 @@ import numpy as np
 from onebit import _kernels, kernels
 from onebit.kernels._checks import resolve_threads
 from onebit.kernels.binary import PAD_CODES
-from onebit.runtime import float_ops
 
 __all__ = ["BConvKernel", "BinaryArgs", "blinear", "pack_signs", "unpack_signs", "xnor_k_map"]
 

@@ -131,6 +131,15 @@ def _check_conv2d(c: Check, xs: list[ValueInfo]) -> ValueInfo:
     return ValueInfo("float", (out_ch, ho, wo))
 
 
+def _absorbed_pool(reader: Node | None) -> tuple[MaxPoolWindow | None, tuple | None]:
+    """An absorbed maxpool2d node as a MaxPoolWindow and as the kernels' pool arguments."""
+    if reader is None:
+        return None, None
+    pool = MaxPoolWindow(*_pairs(reader.attrs, "kernel", "stride", "padding", "dilation"),
+                         ceil_mode=bool(reader.attrs["ceil_mode"]))
+    return pool, (*pool.kernel_size, *pool.stride, *pool.padding, *pool.dilation, pool.ceil_mode)
+
+
 def _compile_conv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
     if _direct_conv2d(node):
         return _fuse_conv2d(node, t, None, False)
@@ -167,13 +176,7 @@ def _fuse_conv2d(node: Node, t: Tensors, reader: Node | None, nchw: bool) -> Ker
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     pad_value = float(a["pad_value"])
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    pool, pool_args = None, None
-    if reader is not None:  # a maxpool2d (see _absorbs_conv2d)
-        r = reader.attrs
-        pool = MaxPoolWindow(*_pairs(r, "kernel", "stride", "padding", "dilation"),
-                             ceil_mode=bool(r["ceil_mode"]))
-        pool_args = (*pool.kernel_size, *pool.stride, *pool.padding, *pool.dilation,
-                     pool.ceil_mode)
+    pool, pool_args = _absorbed_pool(reader)
     layout = "nchw" if nchw else "nhwc"
     impl = direct._impl
 
@@ -228,13 +231,7 @@ def _fuse_conv2d_int8(node: Node, t: Tensors, reader: Node | None, nchw: bool) -
                                    bias=t.get("bias"), weight_bits=int(a["weight_bits"]))
     stride, padding, dilation = _pairs(a, "stride", "padding", "dilation")
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    pool, pool_args = None, None
-    if reader is not None:  # a maxpool2d (see _absorbs_conv2d_int8)
-        b = reader.attrs
-        pool = MaxPoolWindow(*_pairs(b, "kernel", "stride", "padding", "dilation"),
-                             ceil_mode=bool(b["ceil_mode"]))
-        pool_args = (*pool.kernel_size, *pool.stride, *pool.padding, *pool.dilation,
-                     pool.ceil_mode)
+    pool, pool_args = _absorbed_pool(reader)
     layout = "nchw" if nchw else "nhwc"
     impl = prepared._impl
 
