@@ -34,6 +34,8 @@ NB_MODULE(_kernels, m) {
         nb::arg("name"));
   m.def("default_num_threads", [] { return onebit::default_num_threads(); });
   m.def("set_default_num_threads", [](int n) { onebit::set_default_num_threads(n); }, nb::arg("n"));
+  m.def("worker_spin_us", [] { return onebit::worker_spin_us(); });
+  m.def("set_worker_spin_us", [](int64_t us) { onebit::set_worker_spin_us(us); }, nb::arg("us"));
 
   register_bitpack(m);
   register_binary(m);

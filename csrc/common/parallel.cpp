@@ -1,6 +1,8 @@
 #include "common/parallel.h"
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -18,6 +20,15 @@ namespace onebit {
 namespace {
 
 std::atomic<int> g_default_threads{0};
+
+int64_t spin_from_env() {
+  const char* e = std::getenv("ONEBIT_WORKER_SPIN_US");
+  if (e == nullptr || *e == '\0') return -1;
+  char* end = nullptr;
+  const long long v = std::strtoll(e, &end, 10);
+  return (end != nullptr && *end == '\0' && v >= 0) ? static_cast<int64_t>(v) : -1;
+}
+std::atomic<int64_t> g_spin_us{spin_from_env()};
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -97,11 +108,24 @@ class Pool {
     t_inside_chunk = true;  // a parallel_for inside a chunk runs serially
     uint64_t seen = 0;
     for (;;) {
-      // Spin a little for the next job (back-to-back kernel calls), then sleep.
+      // Spin for the next job (back-to-back kernel calls), then sleep: kDefaultSpins pauses, or
+      // for worker_spin_us() microseconds where set.
       uint64_t gen = generation_.load(std::memory_order_acquire);
-      for (int spin = 0; gen == seen && spin < 20000; ++spin) {
-        cpu_relax();
-        gen = generation_.load(std::memory_order_acquire);
+      const int64_t spin_us = g_spin_us.load(std::memory_order_relaxed);
+      if (spin_us < 0) {
+        for (int spin = 0; gen == seen && spin < kDefaultSpins; ++spin) {
+          cpu_relax();
+          gen = generation_.load(std::memory_order_acquire);
+        }
+      } else {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+        while (gen == seen) {
+          for (int k = 0; k < 64 && gen == seen; ++k) {
+            cpu_relax();
+            gen = generation_.load(std::memory_order_acquire);
+          }
+          if (std::chrono::steady_clock::now() >= until) break;
+        }
       }
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
@@ -163,6 +187,9 @@ int default_num_threads() {
 }
 
 void set_default_num_threads(int n) { g_default_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+void set_worker_spin_us(int64_t us) { g_spin_us.store(us < 0 ? -1 : us, std::memory_order_relaxed); }
+int64_t worker_spin_us() { return g_spin_us.load(std::memory_order_relaxed); }
 
 namespace detail {
 

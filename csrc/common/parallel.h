@@ -20,6 +20,16 @@ int default_num_threads();          // all cores unless set_default_num_threads(
 constexpr int kMaxThreads = 256;    // larger requests are capped
 void set_default_num_threads(int);  // <= 0 restores "all cores"
 
+// How long an idle worker keeps spinning for the next job before it sleeps, in microseconds;
+// < 0: the default, a brief spin (kDefaultSpins pause instructions, tens of microseconds), enough
+// for the back-to-back kernel calls of one model call. A longer spin keeps the workers awake
+// between calls that come after pauses (waking a sleeping thread can take milliseconds on a
+// virtual machine), at the price of a busy core while it lasts. The environment variable
+// ONEBIT_WORKER_SPIN_US sets the initial value.
+void set_worker_spin_us(int64_t us);
+int64_t worker_spin_us();
+constexpr int kDefaultSpins = 20000;
+
 namespace detail {
 // Runs fn(ctx, t) for t in [0, chunks) on up to `threads` threads (the pool's and the calling
 // one), each taking the next chunk when free; returns when all ran.

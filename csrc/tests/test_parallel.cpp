@@ -1,6 +1,7 @@
 // parallel_for / parallel_for_dynamic: every index covered exactly once, chunks contiguous,
 // nested calls, exceptions rethrown in the caller, and several callers at once.
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -34,6 +35,21 @@ int main() {
       check_cover(plain, n, t, "parallel_for");
       check_cover(dynamic, n, t, "parallel_for_dynamic");
     }
+
+  // the worker spin setting: every value covers every range; the getter reports it
+  for (int64_t us : {int64_t{0}, int64_t{300}, int64_t{-1}}) {
+    set_worker_spin_us(us);
+    CHECK(worker_spin_us() == us, "worker_spin_us() %lld after setting %lld", (long long)worker_spin_us(),
+          (long long)us);
+    for (int64_t n : {3, 1000}) {
+      check_cover(plain, n, 3, "parallel_for (spin set)");
+      check_cover(dynamic, n, 3, "parallel_for_dynamic (spin set)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // workers asleep or spinning
+    check_cover(dynamic, 1000, 3, "parallel_for_dynamic after a pause");
+  }
+  set_worker_spin_us(-7);
+  CHECK(worker_spin_us() == -1, "a negative spin is the default (-1), got %lld", (long long)worker_spin_us());
 
   // at most one chunk per thread for parallel_for
   std::atomic<int> chunks{0};

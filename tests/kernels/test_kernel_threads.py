@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -76,3 +80,33 @@ def test_forked_child_can_use_the_thread_pool() -> None:
     with mp.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(_child_conv, (2,)).get(timeout=60)
     assert got == expect.tobytes()
+
+
+def test_worker_spin_setting() -> None:
+    """set_worker_spin_us changes how long idle workers spin, never a result; it is validated
+    and None restores the default; ONEBIT_WORKER_SPIN_US sets the initial value."""
+    assert K.worker_spin_us() is None
+    xp, wp = _case(3)
+    ref = K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=1)
+    try:
+        for us in (0, 2000, None):
+            K.set_worker_spin_us(us)
+            assert K.worker_spin_us() == us
+            for _ in range(3):
+                np.testing.assert_array_equal(
+                    K.bconv2d(xp, wp, in_channels=96, padding=1, num_threads=2), ref)
+                time.sleep(0.005)  # the workers sleep (or still spin) before the next call
+        with pytest.raises(TypeError, match="int or None"):
+            K.set_worker_spin_us(1.5)
+        with pytest.raises(TypeError, match="int or None"):
+            K.set_worker_spin_us(True)
+        with pytest.raises(ValueError, match="at most a minute"):
+            K.set_worker_spin_us(-1)
+    finally:
+        K.set_worker_spin_us(None)
+    code = "import onebit.kernels as K; print(K.worker_spin_us())"
+    for env, want in (("2500", "2500"), ("", "None"), ("-3", "None"), ("abc", "None")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "ONEBIT_WORKER_SPIN_US": env},
+                             check=True).stdout.strip()
+        assert out == want, (env, out)

@@ -19,7 +19,9 @@ from onebit.kernels._dispatch import (
     default_num_threads,
     isa_available,
     set_default_num_threads,
+    set_worker_spin_us,
     use_isa,
+    worker_spin_us,
 )
 from onebit.kernels.adder import adder_conv2d_f32, adder_int8, adder_output_shape
 from onebit.kernels.binary import (
@@ -95,8 +97,10 @@ __all__ = [
     "quantize_activations",
     "quantize_conv_weight",
     "set_default_num_threads",
+    "set_worker_spin_us",
     "sign_thresholds",
     "unpack_bits",
     "unpack_nhwc",
     "use_isa",
+    "worker_spin_us",
 ]

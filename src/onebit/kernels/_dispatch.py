@@ -71,3 +71,27 @@ def set_default_num_threads(n: int) -> None:
     if not -(2**31) <= n < 2**31:
         raise ValueError(f"num_threads must fit in 32 bits (<= 0: all cores), got {n}")
     _kernels.set_default_num_threads(n)
+
+
+def worker_spin_us() -> int | None:
+    """How long (microseconds) an idle worker thread of onebit's kernels spins for the next job
+    before it sleeps; None: the default, a brief spin that covers the back-to-back kernel calls
+    of one model call (see :func:`set_worker_spin_us`)."""
+    us = int(_kernels.worker_spin_us())
+    return None if us < 0 else us
+
+
+def set_worker_spin_us(us: int | None) -> None:
+    """Keep idle worker threads spinning for ``us`` microseconds before they sleep (None: the
+    default brief spin). At more than one thread, a call that comes after a pause finds its
+    workers asleep, and waking them can take milliseconds on a virtual machine; a spin longer
+    than the pauses keeps them awake, at the price of a busy core while it lasts. The
+    environment variable ``ONEBIT_WORKER_SPIN_US`` sets the initial value."""
+    if us is None:
+        _kernels.set_worker_spin_us(-1)
+        return
+    if isinstance(us, bool) or not isinstance(us, int):
+        raise TypeError(f"us must be an int or None, got {type(us).__name__}")
+    if not 0 <= us <= 60_000_000:
+        raise ValueError(f"us must be in [0, 60000000] (at most a minute), got {us}")
+    _kernels.set_worker_spin_us(us)
