@@ -174,14 +174,12 @@ void for_pool_rows(const float* x, float* y, const PoolGeometry& g, int num_thre
                [&](int64_t b, int64_t e) {
                  std::vector<const float*> rows(static_cast<size_t>(g.kh));
                  for (int64_t r = b; r < e; ++r) {
-                   const int64_t n = r / oh, start = (r % oh) * g.sh - g.ph;
+                   const int64_t n = r / oh;
                    int64_t nrows = 0;
-                   for (int64_t i = 0; i < g.kh; ++i) {
-                     const int64_t ih = start + i * g.dh;
-                     if (ih >= 0 && ih < g.h) rows[nrows++] = x + (n * g.h + ih) * g.w * g.c;
-                   }
-                   const int64_t end = start + (g.kh - 1) * g.dh + 1;
-                   const int64_t window_rows = std::min(end, g.h + g.ph) - start;
+                   const int64_t window_rows =
+                       for_window_rows(g, (r % oh) * g.sh - g.ph, [&](int64_t ih) {
+                         rows[nrows++] = x + (n * g.h + ih) * g.w * g.c;
+                       });
                    row_fn(PoolRow{rows.data(), nrows, window_rows, y + r * ow * g.c});
                  }
                });

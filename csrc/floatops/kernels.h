@@ -42,6 +42,19 @@ void avgpool_row(const PoolRow& r, const PoolGeometry& g, bool count_include_pad
 }  // namespace avx2
 #endif
 
+// The rows of a pool window starting at input row `start` (output row * sh - ph): on_row(ih) for
+// each in-bounds row ih, top to bottom; returns the row count the divisor uses (the window
+// clipped to the padded input).
+template <class OnRow>
+int64_t for_window_rows(const PoolGeometry& g, int64_t start, OnRow on_row) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih = start + i * g.dh;
+    if (ih >= 0 && ih < g.h) on_row(ih);
+  }
+  const int64_t end = start + (g.kh - 1) * g.dh + 1;
+  return std::min(end, g.h + g.ph) - start;
+}
+
 // The in-bounds columns of output column ow's window: taps j in [j0, j1), and the window width
 // the divisor of count_include_pad uses (clipped to the padded input).
 struct ColumnTaps {

@@ -31,11 +31,9 @@ void maxpool_rows(const PoolGeometry& p, int num_threads, int64_t grain, float* 
     std::vector<int64_t> held(static_cast<size_t>(span), -1);  // the row (n * oh + r) held
     std::vector<const float*> rows(static_cast<size_t>(p.kh));
     for (int64_t r = b; r < e; ++r) {
-      const int64_t n = r / poh, start = (r % poh) * p.sh - p.ph;
+      const int64_t n = r / poh;
       int64_t nrows = 0;
-      for (int64_t i = 0; i < p.kh; ++i) {
-        const int64_t ih = start + i * p.dh;
-        if (ih < 0 || ih >= oh) continue;
+      const int64_t window_rows = for_window_rows(p, (r % poh) * p.sh - p.ph, [&](int64_t ih) {
         const int64_t slot = ih % span;
         float* dst = ring.data() + slot * op_row;
         if (held[static_cast<size_t>(slot)] != n * oh + ih) {
@@ -43,8 +41,7 @@ void maxpool_rows(const PoolGeometry& p, int num_threads, int64_t grain, float* 
           held[static_cast<size_t>(slot)] = n * oh + ih;
         }
         rows[static_cast<size_t>(nrows++)] = dst;
-      }
-      const int64_t window_rows = std::min(start + (p.kh - 1) * p.dh + 1, p.h + p.ph) - start;
+      });
       const PoolRow pr{rows.data(), nrows, window_rows, y + r * pool_row};
 #if defined(ONEBIT_X86)
       if (avx2) {
