@@ -153,3 +153,11 @@ def test_elementwise_ops_never_touch_the_callers_input():
     # the output value may also feed a later node: that node must not overwrite it
     graph.nodes.append(rt.Node("relu", ["c"], "d"))
     np.testing.assert_array_equal(rt.Model(graph)(x), out)
+
+
+def test_an_empty_batch_gives_empty_logits(saved):
+    path, _ = saved
+    model = rt.load(path)
+    y = model(np.zeros((0, 3, 8, 8), np.float32))
+    assert y.shape == (0, 5) and y.dtype == np.float32
+    assert model.predict(np.zeros((0, 3, 8, 8), np.float32)).shape == (0,)

@@ -233,6 +233,8 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (float32, ``[N, classes]``) for a float NCHW batch ``x`` (already normalised)."""
         x = self._check_input(x)
+        if x.shape[0] == 0:  # an empty batch: empty logits (or feature maps, NCHW)
+            return np.zeros((0, *self.infos[self.graph.output].shape), dtype=np.float32)
         values = {self.graph.input: x}
         planned = self._buffers(x.shape[0])
         for (fn, inputs, outputs), free, into in zip(self._steps, self._free, planned):
