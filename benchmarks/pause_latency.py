@@ -15,6 +15,7 @@ it lasts. Only onebit runs here, so no other program's threads compete for the c
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import sys
@@ -80,6 +81,8 @@ def main() -> int:
                       flush=True)
     finally:
         K.set_worker_spin_us(None)
+    kernels = collections.Counter(c["kernel"] for c in models[1].kernel_choices())
+    print("binary conv kernels (1 thread): " + ", ".join(f"{n} x {k}" for k, n in kernels.items()))
     if a.out:
         a.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     return 0
