@@ -112,7 +112,9 @@ bench-cpp:
 # a time and runs only that module's tests (tests/mutation/modules.toml), one worker, niced.
 # Results accumulate in .mutmut-cache (a rerun tests only what is new or survived); the report of
 # survivors is tests/mutation/report.md. One module: make mutation MUTATION_ARGS=src/onebit/optim.py;
-# only the earlier survivors (after adding tests): make mutation MUTATION_ARGS=--survivors
+# only the earlier survivors (after adding tests): make mutation MUTATION_ARGS=--survivors;
+# only the earlier timeouts (a busy machine slows test runs past mutmut's limit):
+# make mutation MUTATION_ARGS=--timeouts
 # mutmut edits the source files in place while it runs: leave the checkout alone, or run it in a
 # separate worktree (git worktree add ../onebit-mutation).
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ killed, survived, timed out, and the survivors, each either matched by an entry 
     python tests/mutation/run.py                      # every module, then the report
     python tests/mutation/run.py src/onebit/optim.py  # one module, then the report
     python tests/mutation/run.py --survivors          # only the earlier survivors, then the report
+    python tests/mutation/run.py --timeouts           # only the earlier timeouts, then the report
     python tests/mutation/run.py --report-only        # the report from the cache as it is
 
 Score: killed / (all mutants - equivalent survivors); timeouts count as killed (the mutant made
@@ -67,8 +68,9 @@ def runner_for(module: dict, sock: str) -> str:
             f"{shlex.quote(sock)} -x -q -p no:cacheprovider --hypothesis-seed=0 {' '.join(tests)}")
 
 
-def survivor_ids(path: str) -> list[str]:
-    """The cache's ids of the surviving mutants of ``path`` not listed as equivalent."""
+def survivor_ids(path: str, status: str = "bad_survived") -> list[str]:
+    """The cache's ids of the surviving mutants of ``path`` not listed as equivalent (or, with
+    ``status="bad_timeout"``, of the mutants whose tests timed out)."""
     from mutmut.cache import Mutant, db_session, init_db
 
     from mutmut import RelativeMutationID
@@ -81,11 +83,12 @@ def survivor_ids(path: str) -> list[str]:
     def read() -> list[str]:
         ids = []
         for m in Mutant.select():
-            if m.status != "bad_survived" or m.line.sourcefile.filename != path:
+            if m.status != status or m.line.sourcefile.filename != path:
                 continue
             mid = RelativeMutationID(line=m.line.line, index=m.index,
                                      line_number=m.line.line_number, filename=path)
-            if not _match(equivalents, path, *_diff_lines(source, path, mid)):
+            if status != "bad_survived" or not _match(equivalents, path,
+                                                       *_diff_lines(source, path, mid)):
                 ids.append(str(m.id))  # equivalent survivors would only survive again
         return ids
 
@@ -103,8 +106,10 @@ def _in_root(fn):
         os.chdir(cwd)
 
 
-def run_module(module: dict, only_survivors: bool = False) -> None:
-    ids = survivor_ids(module["path"]) if only_survivors else [None]
+def run_module(module: dict, only: str | None = None) -> None:
+    """Run mutmut on one module: every mutant not yet killed, or ``only`` the earlier
+    survivors ("bad_survived") or timeouts ("bad_timeout")."""
+    ids = survivor_ids(module["path"], only) if only else [None]
     if not ids:
         return
     sock_dir = tempfile.mkdtemp(prefix="onebit-mutation-")
@@ -187,14 +192,15 @@ def write_report(modules: list[dict]) -> float:
     equivalents = load_equivalents()
     order = [m["path"] for m in modules]
     rows, details = [], []
-    tot = {"n": 0, "killed": 0, "eq": 0, "gap": 0, "untested": 0}
+    tot = {"n": 0, "killed": 0, "timeouts": 0, "eq": 0, "gap": 0, "untested": 0}
     for fname in order:
         if fname not in data:
-            rows.append(f"| `{fname}` | not run | | | | | |")
+            rows.append(f"| `{fname}` | not run | | | | | | |")
             continue
         st = data[fname]["status"]
         n = sum(st.values())
         killed = st.get("ok_killed", 0) + st.get("bad_timeout", 0) + st.get("ok_suspicious", 0)
+        timeouts = st.get("bad_timeout", 0)
         untested = st.get("untested", 0) + st.get("skipped", 0)
         eq, gaps = [], []
         for line_no, removed, added in sorted(data[fname]["survivors"]):
@@ -202,10 +208,11 @@ def write_report(modules: list[dict]) -> float:
             (eq if e else gaps).append((line_no, removed, added, e))
         scored = n - len(eq) - untested
         score = 100.0 * killed / scored if scored else 100.0
-        rows.append(f"| `{fname}` | {n} | {killed} | {len(eq)} | {len(gaps)} | {untested} | "
-                    f"{score:.1f}% |")
+        rows.append(f"| `{fname}` | {n} | {killed} | {timeouts} | {len(eq)} | {len(gaps)} | "
+                    f"{untested} | {score:.1f}% |")
         tot["n"] += n
         tot["killed"] += killed
+        tot["timeouts"] += timeouts
         tot["eq"] += len(eq)
         tot["gap"] += len(gaps)
         tot["untested"] += untested
@@ -222,15 +229,18 @@ def write_report(modules: list[dict]) -> float:
         "",
         "Written by `make mutation` (`tests/mutation/run.py`, mutmut 2.5.1, string and f-string "
         "literal mutations off; each module's tests from `tests/mutation/modules.toml`). "
-        "Score = killed / (mutants run - equivalent survivors); a timeout counts as killed. "
+        "Score = killed / (mutants run - equivalent survivors); a timeout counts as killed "
+        "(`make mutation MUTATION_ARGS=--timeouts` re-runs them, e.g. after a run on a busy "
+        "machine). "
         "Mutants \"not run\" belong to a run that was stopped (or to a module not reached yet); "
         "`make mutation` continues from `.mutmut-cache` where one is kept.",
         "",
-        "| module | mutants | killed | equivalent | surviving gaps | not run | score |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants | killed | of them timeouts | equivalent | surviving gaps | not run "
+        "| score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
-        f"| **all run** | {tot['n']} | {tot['killed']} | {tot['eq']} | {tot['gap']} | "
-        f"{tot['untested']} | **{score:.1f}%** |",
+        f"| **all run** | {tot['n']} | {tot['killed']} | {tot['timeouts']} | {tot['eq']} | "
+        f"{tot['gap']} | {tot['untested']} | **{score:.1f}%** |",
         "",
         "## Survivors",
         *(details or ["", "None."]),
@@ -248,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true", help="only write the report")
     p.add_argument("--survivors", action="store_true",
                    help="run only the mutants that survived before (after adding tests)")
+    p.add_argument("--timeouts", action="store_true",
+                   help="run only the mutants whose tests timed out before (e.g. on a busy "
+                        "machine, where a slow test run counts as a timeout)")
     args = p.parse_args(argv)
     modules = load_modules()
     known = {m["path"]: m for m in modules}
@@ -260,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [known[x] for x in args.paths]
     if not args.report_only:
         for module in chosen:
-            run_module(module, args.survivors)
+            run_module(module, "bad_survived" if args.survivors
+                       else "bad_timeout" if args.timeouts else None)
     write_report(modules)
     return 0
 
