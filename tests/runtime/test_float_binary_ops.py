@@ -127,3 +127,57 @@ def test_thresholds_equal_sign_of_the_affine_map_for_every_accumulator():
     predicted = np.where(flip.astype(bool), acc > t, acc < t)
     np.testing.assert_array_equal(predicted, negative)
     assert np.all(np.abs(t) <= n + 1)
+
+
+def _pool_reference(x: np.ndarray, k, s, p, reduce, pad) -> np.ndarray:
+    """A plain loop over the padded NHWC input: the window op of every output position."""
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=pad)
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    out = np.empty((x.shape[0], ho, wo, x.shape[3]), np.float64)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, i, j] = reduce(xp[:, i * sh:i * sh + kh, j * sw:j * sw + kw], axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_fallbacks_take_non_square_windows(dtype):
+    """The NumPy paths (windows the kernels refuse: padding over half the kernel, or a float64
+    input) with non-square kernels, strides and a divisor override, against a plain loop."""
+    x = np.random.default_rng(4).standard_normal((2, 9, 7, 3)).astype(dtype)
+    k, s, p = (3, 1), (2, 1), (2, 0)  # padding 2 > half of 3: the fallback
+    got = float_ops.maxpool2d(x, k, s, p, (1, 1), False)
+    np.testing.assert_array_equal(got, _pool_reference(x, k, s, p, np.max, -np.inf))
+    got = float_ops.avgpool2d(x, k, s, p, False, True, None)
+    np.testing.assert_allclose(got, _pool_reference(x, k, s, p, np.sum, 0.0) / 3, rtol=1e-6)
+    got = float_ops.avgpool2d(x, k, s, p, False, True, 2)
+    np.testing.assert_allclose(got, _pool_reference(x, k, s, p, np.sum, 0.0) / 2, rtol=1e-6)
+    k, s, p = (1, 3), (1, 1), (0, 2)  # the same along the width
+    got = float_ops.avgpool2d(x, k, s, p, False, True, None)
+    np.testing.assert_allclose(got, _pool_reference(x, k, s, p, np.sum, 0.0) / 3, rtol=1e-6)
+    k, s, p = (1, 3), (1, 2), (0, 1)  # a kernel the pool kernels take, on float64: the fallback
+    got = float_ops.avgpool2d(x, k, s, p, False, True, 2)
+    np.testing.assert_allclose(got, _pool_reference(x, k, s, p, np.sum, 0.0) / 2, rtol=1e-6)
+    got = float_ops.maxpool2d(x, k, s, p, (1, 1), False)
+    np.testing.assert_array_equal(got, _pool_reference(x, k, s, p, np.max, -np.inf))
+
+
+@pytest.mark.parametrize("size", [(4, 4), (3, 7), (1, 1), (2, 8)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_pools_where_one_axis_divides(size, dtype):
+    """Output sizes where one axis divides the input and the other leaves a remainder of 1 (the
+    kernel path must not take them), and the NumPy path (float64) with a size of 1."""
+    x = torch.from_numpy(np.random.default_rng(6).standard_normal((2, 3, 9, 8)).astype(dtype))
+    got = float_ops.adaptive_pool2d(nhwc(x), size, "avg")
+    assert got.shape == (2, *size, 3)
+    np.testing.assert_allclose(nchw(got), F.adaptive_avg_pool2d(x, size).numpy(), rtol=1e-6,
+                               atol=1e-6)
+    got = float_ops.adaptive_pool2d(nhwc(x), size, "max")  # float32 out, as the runtime's values
+    np.testing.assert_array_equal(nchw(got),
+                                  F.adaptive_max_pool2d(x, size).numpy().astype(np.float32))
+
+
+def test_flatten_of_a_vector_is_itself():
+    v = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert float_ops.flatten(v) is v
