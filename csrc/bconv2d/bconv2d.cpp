@@ -94,8 +94,8 @@ void bconv2d_optimized(const PopcountKernel& uk, const uint32_t* x, const uint8_
     uint32_t* patch = sc.patch.data();
     sc.acc.resize(static_cast<size_t>(bl.mb * bl.nb));
     int32_t* acc = sc.acc.data();
-    std::vector<const int32_t*> corr_vec(static_cast<size_t>(bl.mb));
-    const int32_t** corr_rows = corr_vec.data();
+    sc.corr_rows.resize(static_cast<size_t>(bl.mb));
+    const int32_t** corr_rows = sc.corr_rows.data();
     int64_t packed = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t tm = task / bl.tiles_n, tn = task % bl.tiles_n;

@@ -34,6 +34,7 @@ struct Scratch {
   AlignedBuffer b_panel, a_panel;
   std::vector<uint32_t> patch;
   std::vector<int32_t> acc;
+  std::vector<const int32_t*> corr_rows;  // the conv's padding-correction row of each acc row
 };
 Scratch& thread_scratch();
 

@@ -10,7 +10,6 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "common/parallel.h"
 #include "floatops/int8conv_kernels.h"
@@ -169,13 +168,19 @@ AlignedBytes padded_input(const PreparedInt8Conv& w, const ConvGeometry& g, int 
 }
 
 // Input row (n, ih) of an NCHW array into NHWC order at d: each channel's run of g.w values is
-// mapped by `convert` (into `plane`, g.w bytes) and then interleaved.
+// mapped by convert(src, dst, count) to bytes, a stack chunk at a time, and interleaved.
 template <class T, class Convert>
 void interleave_row(const T* x, const ConvGeometry& g, int64_t n, int64_t ih, uint8_t* d,
-                    uint8_t* plane, Convert convert) {
+                    Convert convert) {
+  constexpr int64_t kChunk = 512;
+  uint8_t chunk[kChunk];
   for (int64_t c = 0; c < g.c; ++c) {
-    convert(x + ((n * g.c + c) * g.h + ih) * g.w, plane);
-    for (int64_t j = 0; j < g.w; ++j) d[j * g.c + c] = plane[j];
+    const T* src = x + ((n * g.c + c) * g.h + ih) * g.w;
+    for (int64_t j0 = 0; j0 < g.w; j0 += kChunk) {
+      const int64_t len = std::min(kChunk, g.w - j0);
+      convert(src + j0, chunk, len);
+      for (int64_t j = 0; j < len; ++j) d[(j0 + j) * g.c + c] = chunk[j];
+    }
   }
 }
 
@@ -256,9 +261,7 @@ void conv2d(const float* x, const PreparedInt8Conv& w, float* y, const ConvGeome
   AlignedBytes xp;
   if (options.nchw) {
     xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
-      std::vector<uint8_t> plane(static_cast<size_t>(g.w));
-      interleave_row(x, g, n, ih, d, plane.data(),
-                     [&](const float* src, uint8_t* q) { quantize_run(src, q, g.w); });
+      interleave_row(x, g, n, ih, d, quantize_run);
     });
   } else {
     xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
@@ -284,9 +287,8 @@ void conv2d_u8(const uint8_t* xq, const PreparedInt8Conv& w, float* y, const Con
   AlignedBytes xp;
   if (options.nchw) {
     xp = padded_input(w, g, num_threads, [&](int64_t n, int64_t ih, uint8_t* d) {
-      std::vector<uint8_t> plane(static_cast<size_t>(g.w));
-      interleave_row(xq, g, n, ih, d, plane.data(), [&](const uint8_t* src, uint8_t* q) {
-        std::memcpy(q, src, static_cast<size_t>(g.w));
+      interleave_row(xq, g, n, ih, d, [](const uint8_t* src, uint8_t* q, int64_t count) {
+        std::memcpy(q, src, static_cast<size_t>(count));
       });
     });
   } else {

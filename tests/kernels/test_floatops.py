@@ -164,7 +164,7 @@ def test_runtime_avgpool_and_conv_use_kernels_like_numpy(monkeypatch):
     direct = float_ops.direct_conv_weight(w, 1)
     assert direct is not None and float_ops.direct_conv_weight(w, 3) is None
     wmat = float_ops.conv_weight_matrix(w)[None]
-    fast = float_ops.conv2d(x, None, b, (7, 7), (2, 2), (3, 3), (1, 1), 1, 0.0, direct, 1)
+    fast = K.conv2d_f32(x, direct, b, stride=2, padding=3, num_threads=1)
     slow = float_ops.conv2d(x, wmat, b, (7, 7), (2, 2), (3, 3), (1, 1), 1, 0.0)
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-4)
     y = RNG.standard_normal((1, 9, 9, 10)).astype(np.float32)

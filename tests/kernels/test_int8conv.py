@@ -444,3 +444,20 @@ def test_layout_and_maxpool_errors_name_the_fix():
     with pytest.raises(ValueError, match="padding"):
         _kernels.int8_conv2d(x, p._impl, np.empty((1, 6, 6, 8), np.float32), 1, 1, 0, 0, 1, 1,
                              False, 1, nchw=True, maxpool=(2, 2, 2, 2, 5, 0, 1, 1, False))
+
+
+def test_nchw_rows_wider_than_one_chunk():
+    """NCHW rows are quantized and interleaved in chunks of 512 values: a 1100-wide input (three
+    chunks per channel row) equals the NHWC call, float and uint8 input alike."""
+    x = RNG.standard_normal((1, 3, 4, 1100)).astype(np.float32)
+    p = K.prepare_conv2d_int8(RNG.standard_normal((8, 3, 3, 3)).astype(np.float32),
+                              K.calibrate_activations(x))
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    want = K.conv2d_int8(x_nhwc, p, padding=1)
+    for isa in ISAS:
+        with K.use_isa(isa):
+            got = K.conv2d_int8(x, p, padding=1, layout="nchw")
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), isa
+            q = K.quantize_activations(x, p.act)
+            got = K.conv2d_int8(q, p, padding=1, layout="nchw")
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), isa

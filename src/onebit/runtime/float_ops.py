@@ -4,8 +4,9 @@ onebit's compiled float kernels (AdderNet, the direct conv2d, max and average po
 Each function is pure: it allocates its output and never writes to its inputs or to shared state,
 so one model can run from several threads at once. Convolutions with few input channels (a float
 stem, groups 1, ``C_in <= DIRECT_CONV_MAX_CHANNELS``) and 1x1 convolutions run onebit's direct
-conv kernel (:func:`onebit.kernels.conv2d_f32`), as do dense layers (:func:`linear`); the others
-use im2col (a strided view of the padded input, copied in chunks of bounded size) and one matmul.
+conv kernel (:func:`onebit.kernels.conv2d_f32`, chosen by :func:`uses_direct_conv`, called by the
+runtime's conv2d op), as do dense layers (:func:`linear`); :func:`conv2d` runs the others by
+im2col (a strided view of the padded input, copied in chunks of bounded size) and one matmul.
 Keeping BLAS out of the common ops matters beyond speed: a multi-threaded BLAS keeps its worker
 threads spinning for a while after each call, taking the cores from onebit's kernels. Pools run onebit's kernels whenever PyTorch
 would accept the window (padding at most half the kernel), NumPy otherwise. PyTorch's semantics are
@@ -123,18 +124,11 @@ def direct_conv_weight(weight: np.ndarray, groups: int) -> kernels.PreparedFloat
 
 def conv2d(x: np.ndarray, wmat: np.ndarray | None, bias: np.ndarray | None,
            kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-           dilation: tuple[int, int], groups: int, pad_value: float,
-           direct: kernels.PreparedFloatConvWeight | None = None,
-           num_threads: int | None = None) -> np.ndarray:
-    """Float cross-correlation, NHWC in and out; ``wmat`` is ``conv_weight_matrix(w)`` per group
-    stacked as ``[groups, kh*kw*C/g, O/g]``. The input is padded with ``pad_value``. With
-    ``direct`` (from :func:`direct_conv_weight`) onebit's direct kernel runs instead, on
-    ``num_threads`` threads, and ``wmat`` is not needed."""
-    if direct is not None:
-        b = None if bias is None else np.asarray(bias, dtype=np.float32)
-        return kernels.conv2d_f32(np.ascontiguousarray(x, dtype=np.float32), direct, b,
-                                  stride=stride, padding=padding, dilation=dilation,
-                                  pad_value=pad_value, num_threads=num_threads)
+           dilation: tuple[int, int], groups: int, pad_value: float) -> np.ndarray:
+    """Float cross-correlation by im2col and one matmul per group, NHWC in and out; ``wmat`` is
+    ``conv_weight_matrix(w)`` per group stacked as ``[groups, kh*kw*C/g, O/g]``. The input is
+    padded with ``pad_value``. (The runtime runs the convs of :func:`uses_direct_conv` on
+    :func:`onebit.kernels.conv2d_f32` instead.)"""
     n, h, w, c = x.shape
     kh, kw = kernel
     ho = window_out(h, kh, stride[0], padding[0], dilation[0])

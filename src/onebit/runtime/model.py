@@ -44,9 +44,15 @@ def _compile_step(graph: Graph, step: Step, reuse: int | None) -> Kernel:
     spec = OPS[node.op]
     if step.absorbed is not None or step.nchw:
         return spec.fuse(node, tensors, step.absorbed, step.nchw)
-    if reuse is not None and spec.inplace is not None:
+    if _runs_inplace(step, reuse):
         return spec.inplace(node, tensors, reuse)
     return spec.compile(node, tensors, step.sign_bits)
+
+
+def _runs_inplace(step: Step, reuse: int | None) -> bool:
+    """Whether the step compiles to its op's in-place form, writing into input ``reuse``."""
+    return (reuse is not None and not step.fused and step.absorbed is None and not step.nchw
+            and OPS[step.nodes[0].op].inplace is not None)
 
 
 def _check_threads(num_threads: Any) -> None:
@@ -129,9 +135,7 @@ class Model:
         for i, s in enumerate(self.steps):
             for name in s.outputs:
                 root[name] = name
-            inplace = (reuse[i] is not None and not s.fused and s.absorbed is None
-                       and not s.nchw and OPS[s.nodes[0].op].inplace is not None)
-            if OPS[s.nodes[-1].op].view or inplace:
+            if OPS[s.nodes[-1].op].view or _runs_inplace(s, reuse[i]):
                 src = s.inputs[0 if reuse[i] is None else reuse[i]]
                 root[s.outputs[0]] = root.get(src, src)
         end: dict[str, int] = {}  # root -> the last step any alias of it is read

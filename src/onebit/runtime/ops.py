@@ -152,7 +152,7 @@ def _compile_conv2d(node: Node, t: Tensors, sign_bits: bool) -> Kernel:
     wmat = np.stack([float_ops.conv_weight_matrix(weight[g * o_g:(g + 1) * o_g])
                      for g in range(groups)])
     return lambda xs, nt: float_ops.conv2d(xs[0], wmat, bias, kernel, stride, padding, dilation,
-                                           groups, pad_value, None, nt)
+                                           groups, pad_value)
 
 
 def _direct_conv2d(node: Node) -> bool:

@@ -8,9 +8,8 @@
    values are identical bit for bit.
 2. **A reader folded into its producer.** A node whose only reader is an op its registry entry
    absorbs (:attr:`onebit.runtime.ops.OpSpec.absorbs`: an int8 or direct float conv and the max
-   pool after it)
-   runs as one step; the kernel applies the reader before storing, with the same kernel code
-   the reader's own step runs, so the values are identical.
+   pool after it) runs as one step; the kernel applies the reader before storing, with the same
+   kernel code the reader's own step runs, so the values are identical.
 3. **The model's input read as NCHW.** When the graph's input has one reader and its op reads
    NCHW as it is (:attr:`~onebit.runtime.ops.OpSpec.nchw_input`), that step takes the caller's
    NCHW batch without the transposed NHWC copy (``Step.nchw``).
@@ -119,11 +118,11 @@ def plan(graph: Graph, infos: dict[str, ValueInfo], fuse: bool = True) -> list[S
         else:
             steps.append(Step((n,), tuple(n.inputs), (n.output,)))
     first = [k for k, st in enumerate(steps) if graph.input in st.inputs]
-    if len(first) == 1 and len(infos[graph.input].shape) == 3 and \
-            OPS[steps[first[0]].nodes[0].op].nchw_input is not None and \
-            OPS[steps[first[0]].nodes[0].op].nchw_input(steps[first[0]].nodes[0]) and \
-            steps[first[0]].inputs == (graph.input,):
-        steps[first[0]] = replace(steps[first[0]], nchw=True)
+    if len(first) == 1 and len(infos[graph.input].shape) == 3:
+        k = first[0]
+        reads_nchw = OPS[steps[k].nodes[0].op].nchw_input
+        if steps[k].inputs == (graph.input,) and reads_nchw and reads_nchw(steps[k].nodes[0]):
+            steps[k] = replace(steps[k], nchw=True)
     for k, s in enumerate(steps):
         head = s.nodes[0]
         if head.op != "bconv2d" or head.attrs["output"] != "float":
